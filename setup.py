@@ -1,0 +1,37 @@
+"""srconvnet-plugin: SRConvNet (Li et al., IJCV) as a native BasicSR architecture."""
+from setuptools import find_packages, setup
+
+setup(
+    name='srconvnet-plugin',
+    version='0.1.0',
+    description='SRConvNet (Transformer-style ConvNet for lightweight image SR) for the BasicSR toolbox',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['srconvnet_plugin', 'srconvnet_plugin.*']),
+    python_requires='>=3.9',
+    # torch is deliberately not pinned: the README's set-up picks the build for the machine.
+    install_requires=[
+        'torch',
+        'torchvision',
+        'basicsr>=1.4.2',
+        'mmengine',
+        'lmdb',
+        'opencv-python',
+        'numpy',
+        'pyyaml',
+        'scikit-image',
+        'tqdm',
+        'matplotlib',
+    ],
+    extras_require={'test': ['pytest', 'onnx', 'onnxruntime']},
+    entry_points={
+        'console_scripts': [
+            'srconvnet-train=srconvnet_plugin.train:main',
+            'srconvnet-test=srconvnet_plugin.test:main',
+            'srconvnet-demo=srconvnet_plugin.demo:main',
+            'srconvnet-infer=srconvnet_plugin.infer:main',
+            'srconvnet-convert=srconvnet_plugin.convert:main',
+            'srconvnet-compare=srconvnet_plugin.compare:main',
+        ],
+    },
+)
