@@ -15,3 +15,15 @@ def golden_dir():
     if not GOLDEN_DIR.is_dir():
         pytest.fail(f'reference material not found at {GOLDEN_DIR}')
     return GOLDEN_DIR
+
+
+@pytest.fixture(scope='session')
+def tiny_sr_sets(tmp_path_factory):
+    """Tiny x4 paired sets from scikit-image photographs (see ``helpers.make_paired_set``): ``'train'`` has 4 photos
+    (96x96 GT) as folders and LMDBs, ``'val'`` 2 other photos as folders."""
+    from helpers import TEXTURED_PHOTOS, make_paired_set
+    root = tmp_path_factory.mktemp('tiny_sr')
+    return {
+        'train': make_paired_set(root / 'train', TEXTURED_PHOTOS[:4], scale=4, gt_size=96),
+        'val': make_paired_set(root / 'val', TEXTURED_PHOTOS[4:], scale=4, gt_size=96, lmdb=False),
+    }

@@ -1,0 +1,49 @@
+"""What the README says about set-up, training and testing stays true."""
+import re
+
+import pytest
+import yaml
+
+from basicsr.archs import build_network
+from helpers import REPO_ROOT
+from srconvnet_plugin.options import OptionLoader, load_options
+
+README = (REPO_ROOT / 'README.md').read_text()
+
+
+def section(title):
+    start = README.index(f'\n## {title}\n')
+    end = README.find('\n## ', start + 1)
+    return README[start:end if end != -1 else None]
+
+
+def test_first_screen_commands_are_the_ci_commands():
+    ci = (REPO_ROOT / '.ci' / 'run').read_text()
+    blocks = re.findall(r'```bash\n(.*?)```', README[:README.index('\n## ')], re.S)
+    commands = [line for block in blocks for line in block.splitlines() if line and not line.startswith('#')]
+    assert len(commands) == 2
+    assert commands[1] in ci  # CI runs the README's test command, as written
+
+
+def test_example_option_file_is_read_safely_and_builds_srconvnet(tmp_path):
+    [example] = re.findall(r'```yaml\n(.*?)```', section("Training and testing with BasicSR's pipelines"), re.S)
+    path = tmp_path / 'train_SRConvNet_x4.yml'
+    path.write_text(example)
+    opt = load_options(path)
+    assert opt['train']['optim_g']['lr'] == 5e-4 and opt['val']['val_freq'] == 5000.0
+    net = build_network(dict(opt['network_g']))
+    assert type(net).__name__ == 'SRConvNet' and net.upscale == opt['scale'] == 4
+    assert yaml.load(example, Loader=OptionLoader) == opt  # noqa: S506  (safe loader)
+
+
+def test_entry_points_take_basicsrs_flags(monkeypatch, capsys):
+    from srconvnet_plugin import test as test_entry
+    from srconvnet_plugin import train as train_entry
+    for entry in (train_entry, test_entry):
+        monkeypatch.setattr('sys.argv', [entry.__name__, '--help'])
+        with pytest.raises(SystemExit) as exit_info:
+            entry.main()
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        for flag in ('-opt', '--launcher', '--auto_resume', '--debug', '--local_rank', '--force_yml'):
+            assert flag in out, (entry.__name__, flag)
