@@ -25,6 +25,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
+from contextlib import ExitStack
 from multiprocessing import get_context
 
 import cv2
@@ -207,10 +208,13 @@ class AtomicLmdb:
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            if self.maker is not None:
-                self.maker.close()
-            if exc_type is None:
+            if self.maker is not None and exc_type is None:
+                self.maker.close()  # commit
                 os.rename(self.tmp_path, self.lmdb_path)  # fails (nothing lost) if lmdb_path appeared meanwhile
+            elif self.maker is not None:  # LmdbMaker.close would commit a failed transaction (MDB_BAD_TXN)
+                self.maker.txn.abort()
+                self.maker.env.close()
+                self.maker.txt_file.close()
         finally:
             if self._tmp_dir is not None:
                 shutil.rmtree(self._tmp_dir, ignore_errors=True)
@@ -310,26 +314,17 @@ def prepare_div2k(hr_dir, out_dir, scales=(2, 3, 4), crop_size=480, step=240, th
     jobs = [(p, scales, crop_size, step, thresh_size, compress_level, with_hr) for p in files]
     n_workers = min(n_workers or os.cpu_count() or 1, len(files))
     writers = {level: AtomicLmdb(path, lmdb_map_size(shapes[level]), compress_level) for level, path in paths.items()}
-    entered = []
-    try:
+    with ExitStack() as stack:  # on any error every LMDB is aborted and removed, none appears
         for w in writers.values():
-            entered.append(w.__enter__())
+            stack.enter_context(w)
         pool = get_context().Pool(n_workers, initializer=_div2k_worker_init) if n_workers > 1 else None
-        try:
-            results = pool.imap(_process_div2k_image, jobs) if pool else map(_process_div2k_image, jobs)
-            for result in tqdm(results, total=len(jobs), unit='img', desc='DIV2K sub-images'):
-                for level, records in result.items():
-                    for key, png, shape in records:
-                        writers[level].put(key, png, shape)
-        finally:
-            if pool:
-                pool.terminate()
-    except BaseException as e:
-        for w in reversed(entered):
-            w.__exit__(type(e), e, e.__traceback__)
-        raise
-    for w in reversed(entered):
-        w.__exit__(None, None, None)
+        if pool:
+            stack.callback(pool.terminate)
+        results = pool.imap(_process_div2k_image, jobs) if pool else map(_process_div2k_image, jobs)
+        for result in tqdm(results, total=len(jobs), unit='img', desc='DIV2K sub-images'):
+            for level, records in result.items():
+                for key, png, shape in records:
+                    writers[level].put(key, png, shape)
     return {level: (w.lmdb_path, w.count) for level, w in writers.items()}
 
 

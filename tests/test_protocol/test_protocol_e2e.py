@@ -1,6 +1,6 @@
-"""End to end: a miniature DIV2K and benchmark tree in the official layouts, made from real photographs → the shipped
-preparation scripts → the real x2/x3/x4 train option files for 2 iterations on the CPU → the real test option files on
-the checkpoints they wrote.
+"""End to end: a miniature DIV2K and benchmark tree in the official layouts, made from real photographs → the
+shipped preparation scripts → the real x2/x3/x4 train option files for 2 iterations on the CPU → the real test option
+files on the checkpoints they wrote.
 
 Everything runs in one working directory, so the option files read ``datasets/...`` exactly as the scripts wrote it
 (no path is overridden) and the test files find ``experiments/<train name>/models/net_g_latest.pth`` by default.
@@ -57,15 +57,8 @@ def _write(path, rgb):
     assert cv2.imwrite(str(path), rgb[..., ::-1] if rgb.ndim == 3 else rgb)
 
 
-def _run(args, cwd, timeout=300):
-    proc = subprocess.run(python_cmd(*args), cwd=cwd, env=plugin_env(), capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, f'{args[:2]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
-    return proc
-
-
 def _run_parallel(commands, cwd, timeout=300):
-    """Run the commands together (they write to different experiment folders) and check every one."""
+    """Run the commands together (they write to different folders) and check that every one succeeded."""
     procs = [subprocess.Popen(python_cmd(*args), cwd=cwd, env=plugin_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for args in commands]
     for args, proc in zip(commands, procs):
@@ -83,10 +76,11 @@ def work(tmp_path_factory):
     for name, images in bench.items():
         for stem, img in images.items():
             _write(root / 'raw' / 'benchmark' / name / 'HR' / f'{stem}.png', img)
-    _run([SCRIPTS / 'prepare_div2k.py', '--input', 'raw/DIV2K/DIV2K_train_HR', '--output', 'datasets/DIV2K',
-          '--n-workers', '2'], root)
-    _run([SCRIPTS / 'prepare_benchmarks.py', '--input', 'raw/benchmark', '--output', 'datasets', '--n-workers', '2'],
-         root)
+    _run_parallel([
+        [SCRIPTS / 'prepare_div2k.py', '--input', 'raw/DIV2K/DIV2K_train_HR', '--output', 'datasets/DIV2K',
+         '--n-workers', '2'],
+        [SCRIPTS / 'prepare_benchmarks.py', '--input', 'raw/benchmark', '--output', 'datasets', '--n-workers', '2'],
+    ], root)
     return root
 
 
