@@ -232,7 +232,7 @@ def div2k_output_paths(out_dir, scales):
     return paths
 
 
-def _div2k_worker_init():
+def _worker_init():
     # one process per core: keep torch (imresize) and OpenCV from starting their own thread pools in each
     import torch
     torch.set_num_threads(1)
@@ -285,6 +285,9 @@ def prepare_div2k(hr_dir, out_dir, scales=(2, 3, 4), crop_size=480, step=240, th
     if not with_hr:
         del paths[0]
     refuse_existing(paths.values())
+    nested = osp.join(hr_dir, 'DIV2K_train_HR')
+    if osp.isdir(nested):
+        raise PreparationError(f'{hr_dir}: holds DIV2K_train_HR/; pass that folder ({nested}) as the input')
     files = [p for p in list_images(hr_dir) if p.lower().endswith('.png')]
     if not files:
         raise PreparationError(f'{hr_dir}: no PNG images (DIV2K_train_HR holds 0001.png ... 0800.png)')
@@ -317,7 +320,7 @@ def prepare_div2k(hr_dir, out_dir, scales=(2, 3, 4), crop_size=480, step=240, th
     with ExitStack() as stack:  # on any error every LMDB is aborted and removed, none appears
         for w in writers.values():
             stack.enter_context(w)
-        pool = get_context().Pool(n_workers, initializer=_div2k_worker_init) if n_workers > 1 else None
+        pool = get_context().Pool(n_workers, initializer=_worker_init) if n_workers > 1 else None
         if pool:
             stack.callback(pool.terminate)
         results = pool.imap(_process_div2k_image, jobs) if pool else map(_process_div2k_image, jobs)
@@ -375,7 +378,7 @@ def prepare_benchmark(hr_dir, out_dir, scales=(2, 3, 4), n_workers=None):
             os.makedirs(osp.join(tmp, str(level)))
         jobs = [(p, scales) for p in files]
         n_workers = min(n_workers or os.cpu_count() or 1, len(files))
-        pool = get_context().Pool(n_workers, initializer=_div2k_worker_init) if n_workers > 1 else None
+        pool = get_context().Pool(n_workers, initializer=_worker_init) if n_workers > 1 else None
         try:
             results = pool.imap(_process_benchmark_image, jobs) if pool else map(_process_benchmark_image, jobs)
             for stem, gt_png, lr_pngs in tqdm(results, total=len(jobs), unit='img', desc=osp.basename(out_dir)):

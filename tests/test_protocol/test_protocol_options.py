@@ -3,6 +3,7 @@ drifts from it fails. The paths are pinned to what the data-preparation scripts 
 import os.path as osp
 
 import pytest
+import torch
 
 from conftest import REPO_ROOT
 from srconvnet_plugin.data_preparation import BENCHMARKS, benchmark_output_paths, div2k_output_paths
@@ -51,6 +52,7 @@ def test_train_option_file_is_the_paper_protocol(scale):
     assert 'color' not in train_set and 'mean' not in train_set and 'std' not in train_set  # RGB, no normalisation
     # global batch 128 on 2 GPUs
     assert opt['num_gpu'] == 2 and train_set['batch_size_per_gpu'] == 64
+    assert train_set['dataset_enlarge_ratio'] == 1  # about 32,000 DIV2K sub-images per epoch, as 800 x 40
     assert opt['num_gpu'] * train_set['batch_size_per_gpu'] == 128
 
     train = opt['train']
@@ -112,3 +114,40 @@ def test_scales_share_everything_but_the_scale():
     for load in (load_train_opt, load_test_opt):
         variants = [normalise(load(s), s) for s in SCALES]
         assert variants[0] == variants[1] == variants[2], f'{load.__name__}: x2/x3/x4 differ beyond the scale'
+
+
+def test_every_option_file_is_checked():
+    files = sorted(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / 'options').rglob('*SRConvNet*.yml'))
+    assert files == [f'options/test/SRConvNet/test_SRConvNet_x{s}.yml' for s in SCALES] + \
+        [f'options/train/SRConvNet/train_SRConvNet_x{s}.yml' for s in SCALES]
+
+
+def test_loss_weight_255_takes_the_authors_adam_steps():
+    """The authors' net sees 0..255 and takes L1 there; ours sees [0, 1] (img_range scales inside), so its output is
+    theirs / 255. With the train file's loss and optimizer, one Adam step matches theirs; with loss_weight 1 it does
+    not (Adam's eps = 1e-8 is comparable to some gradients once they are 255 times smaller)."""
+    from basicsr.losses import build_loss
+    from helpers import photo_crop
+    from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+
+    opt = load_train_opt(2)['train']
+    gt = torch.from_numpy(photo_crop('astronaut', 48)).permute(2, 0, 1)[None].float() / 255.
+    lq = torch.nn.functional.avg_pool2d(gt, 2)
+    torch.manual_seed(0)
+    nets = [SRConvNet(num_feat=16, num_block=1, num_heads=4, num_kernels=4, upscale=2) for _ in range(3)]
+    for net in nets[1:]:
+        net.load_state_dict(nets[0].state_dict())
+
+    def adam_step(net, loss_fn):
+        optim_opt = {k: v for k, v in opt['optim_g'].items() if k != 'type'}
+        optimizer = torch.optim.Adam(net.parameters(), **optim_opt)
+        loss_fn(net(lq)).backward()
+        optimizer.step()
+        return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    authors = adam_step(nets[0], lambda sr: torch.nn.functional.l1_loss(255. * sr, 255. * gt))
+    ours = adam_step(nets[1], lambda sr: build_loss(dict(opt['pixel_opt']))(sr, gt))
+    unweighted = adam_step(nets[2], lambda sr: build_loss(dict(opt['pixel_opt'], loss_weight=1.0))(sr, gt))
+    torch.testing.assert_close(ours, authors, rtol=0, atol=1e-9)
+    # without the weight some parameters move by a fraction of the authors' step (measured: 1.8e-4 of lr 2e-4 off)
+    assert (unweighted - authors).abs().max() > 0.25 * opt['optim_g']['lr']
