@@ -241,9 +241,11 @@ def _worker_init():
 
 def _process_div2k_image(job):
     """Worker: one HR image → {0: [(key, png, shape)], s: [...]} for its sub-images at every scale."""
-    path, scales, crop_size, step, thresh_size, compress_level, with_hr = job
+    path, size_from_header, scales, crop_size, step, thresh_size, compress_level, with_hr = job
     stem = osp.splitext(osp.basename(path))[0]
     hr = mod_crop(read_image(path), MOD)
+    if hr.shape[:2] != size_from_header:  # keys and map sizes were computed from the header
+        raise PreparationError(f'{path}: decodes to {hr.shape[:2]} after mod-crop, its header says {size_from_header}')
     boxes = subimage_boxes(hr.shape[0], hr.shape[1], crop_size, step, thresh_size)
     out = {}
     levels = ([(0, hr, 1)] if with_hr else []) + [(s, bicubic_lr(hr, s), s) for s in scales]
@@ -293,10 +295,11 @@ def prepare_div2k(hr_dir, out_dir, scales=(2, 3, 4), crop_size=480, step=240, th
         raise PreparationError(f'{hr_dir}: no PNG images (DIV2K_train_HR holds 0001.png ... 0800.png)')
 
     # shapes from the PNG headers → keys and computed map sizes, before any pixel is decoded
-    keys, shapes = [], {level: [] for level in paths}
+    keys, shapes, sizes = [], {level: [] for level in paths}, []
     for path in files:
         h, w = image_size(path)
         h, w = h - h % MOD, w - w % MOD
+        sizes.append((h, w))
         if min(h, w) < crop_size:
             raise PreparationError(f'{path}: {h}x{w} after mod-crop to {MOD} is smaller than the sub-image size '
                                    f'{crop_size}; pass a smaller --crop-size or remove the image')
@@ -314,7 +317,7 @@ def prepare_div2k(hr_dir, out_dir, scales=(2, 3, 4), crop_size=480, step=240, th
             raise PreparationError(f'{hr_path}: its keys differ from the sub-images of {hr_dir} with crop_size '
                                    f'{crop_size}, step {step}; GT and LQ LMDBs must have identical keys')
 
-    jobs = [(p, scales, crop_size, step, thresh_size, compress_level, with_hr) for p in files]
+    jobs = [(p, size, scales, crop_size, step, thresh_size, compress_level, with_hr) for p, size in zip(files, sizes)]
     n_workers = min(n_workers or os.cpu_count() or 1, len(files))
     writers = {level: AtomicLmdb(path, lmdb_map_size(shapes[level]), compress_level) for level, path in paths.items()}
     with ExitStack() as stack:  # on any error every LMDB is aborted and removed, none appears
