@@ -300,7 +300,10 @@ def evaluate_quality(model, pairs, scale, multiple=1, y_only=False, device='cpu'
 def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=True, pairs=None, threads=None):
     """Measure one arch at one scale; returns a flat dict (one row of the table)."""
     opt = opt_for_scale(spec.opt, scale)
-    model = build_network(opt).eval().to(device)
+    model = build_network(opt).eval()
+    if spec.weights and pairs:
+        load_weights(model, spec.weights, f'{spec.name} ×{scale} ({opt})')
+    model = model.to(device)
     channels = input_channels(opt)
     multiple = pad_multiple(opt)
     h, w = input_size
@@ -352,7 +355,6 @@ def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=Tru
         unsupported=cx.unsupported,
     )
     if spec.weights and pairs:
-        load_weights(model, spec.weights, f'{spec.name} ×{scale} ({opt})')
         row['psnr_y'], row['ssim_y'] = evaluate_quality(model, pairs, scale, multiple, y_only=channels == 1,
                                                         device=device)
     return row
@@ -464,8 +466,8 @@ def build_parser():
         prog='srconvnet-compare', description=__doc__.split('\n\n')[0],
         epilog=f"presets: {', '.join(PRESETS)}; plugin archs: {', '.join(plugin_archs())}")
     parser.add_argument('--scale', type=int, nargs='+', default=[4], help='upscaling factor(s) (default: 4)')
-    parser.add_argument('--archs', nargs='+', default=None,
-                        help='presets or plugin archs to compare (default: all of them)')
+    parser.add_argument('--archs', nargs='*', default=None,
+                        help='presets or plugin archs to compare (default: all of them; none: only --arch-opt)')
     parser.add_argument('--arch-opt', nargs=2, action='append', default=[], metavar=('NAME', 'OPTS'),
                         help="add any registered arch: NAME 'type=X,num_feat=32,depths=[6,6]' (BasicSR network_g)")
     parser.add_argument('--input-size', type=parse_size, default=None, metavar='HxW',
@@ -490,6 +492,8 @@ def run(args):
     """Run the comparison for parsed ``args``; returns (rows, paths). Raises ``CompareError`` on bad input."""
     names = args.archs if args.archs is not None else list(available_archs())
     specs = resolve_archs(names, args.arch_opt)
+    if not specs:
+        raise CompareError('nothing to compare: name --archs or add --arch-opt')
     by_name = {s.name: s for s in specs}
     for item in args.weights:
         name, sep, path = item.partition('=')
@@ -509,6 +513,10 @@ def run(args):
         pairs = find_pairs(args.gt, args.lq, args.filename_tmpl)
     if args.runs < 1:
         raise CompareError(f'--runs must be at least 1, got {args.runs}')
+    for spec in specs:  # fail before measuring anything if a checkpoint does not fit its arch
+        if spec.weights:
+            opt = opt_for_scale(spec.opt, args.scale[0])
+            load_weights(build_network(opt), spec.weights, f'{spec.name} ×{args.scale[0]} ({opt})')
     existing = [p for p in (os.path.join(args.out_dir, n) for n in OUTPUT_NAMES) if os.path.exists(p)]
     if existing and not args.overwrite:
         raise CompareError(f'{", ".join(existing)} exist; pass --overwrite to replace them or choose --out-dir')

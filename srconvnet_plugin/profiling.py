@@ -17,8 +17,8 @@ as you would in deployment.
 Memory is reported as a ``Memory`` with ``peak_bytes`` (absolute) and ``forward_bytes`` (the peak minus what was
 held just before the forward pass: the forward pass's own working memory, the comparable number across networks):
 on CUDA from ``torch.cuda.max_memory_allocated`` (tensors, not the allocator's cache); on CPU from the process's
-peak resident set size (``VmHWM``), measured in a fresh Python process per network so that one network's
-allocations cannot hide another's, after a warm-up call, with the peak reset by writing ``5`` to
+peak resident set size (``VmHWM``) during the first forward pass of a fresh Python process per network, so that
+one network's allocations cannot hide another's, with the peak reset by writing ``5`` to
 ``/proc/self/clear_refs`` (Linux; elsewhere the lifetime peak ``ru_maxrss`` is used and ``reset`` is False).
 
 The fresh process is ``python -m srconvnet_plugin.profiling '<arch opt as JSON>' C H W``, which builds the network
@@ -121,15 +121,16 @@ def _reset_peak_rss():
         return False
 
 
-def cpu_peak_memory(fn):
-    """Peak resident set size of this process while ``fn()`` runs (after one warm-up call). Returns a ``Memory``.
+def cpu_peak_memory(fn, warmup=True):
+    """Peak resident set size of this process while ``fn()`` runs (after one warm-up call if ``warmup``).
 
-    Meaningful in a process that has done nothing else: use ``cpu_peak_memory_in_fresh_process`` to compare
-    networks.
+    Returns a ``Memory``. Meaningful in a process that has done nothing else: use
+    ``cpu_peak_memory_in_fresh_process`` to compare networks.
     """
     import resource
 
-    fn()
+    if warmup:
+        fn()
     reset = _reset_peak_rss()
     rss = _proc_status_kb('VmRSS')
     fn()
@@ -162,7 +163,7 @@ def cpu_peak_memory_in_fresh_process(arch_opt, input_shape, threads=None, timeou
 
 
 def main(argv=None):
-    """Entry point of the fresh process: build the network, run it twice, print its ``Memory`` as JSON."""
+    """Entry point of the fresh process: build the network, run it once, print its ``Memory`` as JSON."""
     parser = argparse.ArgumentParser(description='Peak CPU memory of one forward pass of a registered arch.')
     parser.add_argument('arch_opt', help="network_g options as JSON, e.g. '{\"type\": \"SRConvNet\"}'")
     parser.add_argument('shape', nargs=3, type=int, metavar=('C', 'H', 'W'), help='input shape')
@@ -176,8 +177,8 @@ def main(argv=None):
 
     model = build_network(json.loads(args.arch_opt)).eval()
     x = torch.rand(1, *args.shape)
-    with torch.no_grad():
-        memory = cpu_peak_memory(lambda: model(x))
+    with torch.no_grad():  # the first forward pass of a fresh process: one-time buffers are part of its peak
+        memory = cpu_peak_memory(lambda: model(x), warmup=False)
     print(json.dumps(memory.as_dict()))
 
 
