@@ -163,6 +163,14 @@ def opt_for_scale(opt, scale):
     return dict(opt, **{key: scale})
 
 
+def build(name, opt):
+    """``build_network(opt)`` in eval mode; an arch that rejects its options is a ``CompareError`` naming them."""
+    try:
+        return build_network(opt).eval()
+    except (TypeError, ValueError, AssertionError, KeyError) as err:
+        raise CompareError(f'cannot build {name} from {opt}: {err}') from err
+
+
 def _opt_value(opt, key, default=None):
     """``opt[key]``, else the arch's default for that argument, else ``default``."""
     if key in opt:
@@ -300,7 +308,7 @@ def evaluate_quality(model, pairs, scale, multiple=1, y_only=False, device='cpu'
 def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=True, pairs=None, threads=None):
     """Measure one arch at one scale; returns a flat dict (one row of the table)."""
     opt = opt_for_scale(spec.opt, scale)
-    model = build_network(opt).eval()
+    model = build(spec.name, opt)
     if spec.weights and pairs:
         load_weights(model, spec.weights, f'{spec.name} ×{scale} ({opt})')
     model = model.to(device)
@@ -513,10 +521,12 @@ def run(args):
         pairs = find_pairs(args.gt, args.lq, args.filename_tmpl)
     if args.runs < 1:
         raise CompareError(f'--runs must be at least 1, got {args.runs}')
-    for spec in specs:  # fail before measuring anything if a checkpoint does not fit its arch
-        if spec.weights:
-            opt = opt_for_scale(spec.opt, args.scale[0])
-            load_weights(build_network(opt), spec.weights, f'{spec.name} ×{args.scale[0]} ({opt})')
+    for spec in specs:  # fail before measuring anything if an arch cannot be built or a checkpoint does not fit
+        for scale in args.scale:
+            opt = opt_for_scale(spec.opt, scale)
+            model = build(spec.name, opt)
+            if spec.weights:
+                load_weights(model, spec.weights, f'{spec.name} ×{scale} ({opt})')
     existing = [p for p in (os.path.join(args.out_dir, n) for n in OUTPUT_NAMES) if os.path.exists(p)]
     if existing and not args.overwrite:
         raise CompareError(f'{", ".join(existing)} exist; pass --overwrite to replace them or choose --out-dir')
@@ -524,16 +534,19 @@ def run(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     tasks = [(spec, scale) for scale in args.scale for spec in specs]
-    rows = []
+    argv = getattr(args, 'argv', None) or []
+    meta = dict(command=' '.join(['python -m srconvnet_plugin.compare'] + argv), torch=torch.__version__,
+                device=args.device, threads=torch.get_num_threads(), runs=args.runs, warmup=args.warmup,
+                cpu=_cpu_name(), gt=args.gt, lq=args.lq, weights=args.weights, complete=False)
+    rows, paths = [], []
     for spec, scale in tqdm(tasks, desc='compare', unit='arch', file=sys.stderr):
         size = args.input_size or default_input_size(scale)
         rows.append(measure(spec, scale, size, device=args.device, runs=args.runs, warmup=args.warmup,
                             memory=not args.no_memory, pairs=pairs, threads=args.threads))
-    argv = getattr(args, 'argv', None) or []
-    meta = dict(command=' '.join(['python -m srconvnet_plugin.compare'] + argv), torch=torch.__version__,
-                device=args.device, threads=torch.get_num_threads(), runs=args.runs, warmup=args.warmup,
-                cpu=_cpu_name(), gt=args.gt, lq=args.lq, weights=args.weights)
-    return rows, write_outputs(rows, args.out_dir, meta)
+        # rewritten after every network, so an interrupted run keeps what it measured ('complete' says which)
+        meta['complete'] = len(rows) == len(tasks)
+        paths = write_outputs(rows, args.out_dir, meta)
+    return rows, paths
 
 
 def _cpu_name():

@@ -49,7 +49,7 @@ PRODUCT_KEY = 'elementwise_product'
 EXTRA_OPERATORS = frozenset({FFT_KEY, SDPA_KEY, PRODUCT_KEY})
 OTHER_PREFIX = 'other:'
 
-# (operator, real input?, real output?): a complex-to-complex transform costs twice a real one
+# operator -> which side is real: a complex-to-complex transform costs twice a real one
 _FFT_OPS = {
     'aten::fft_rfft2': 'real_in',
     'aten::fft_rfftn': 'real_in',

@@ -53,6 +53,7 @@ def test_cli_writes_table_csv_json_png(tmp_path, capsys):
     assert rows[0]['traced_input'] == '12x20' and rows[1]['traced_input'] == '16x24'
     assert report['meta']['command'].startswith('python -m srconvnet_plugin.compare --scale 4')
     assert report['meta']['runs'] == 2
+    assert report['meta']['complete'] is True
 
     png = (out_dir / 'compare.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n'
@@ -81,7 +82,9 @@ def test_unknown_arch_lists_what_is_available(tmp_path, capsys):
 @pytest.mark.parametrize('opt, message', [('type=NoSuchNet', "type 'NoSuchNet' is not a registered arch"),
                                           ('num_feat=16', "needs 'type=ARCH'"),
                                           ('type=SRConvNet,num_feat', "'num_feat' is not KEY=VALUE"),
-                                          ('type=SRConvNet,upscale=2', 'set upscale=2, but this run is for scale 4')])
+                                          ('type=SRConvNet,upscale=2', 'set upscale=2, but this run is for scale 4'),
+                                          ('type=SRConvNet,num_heads=3', 'cannot build x from'),
+                                          ('type=ECBSR,num_block=1', "missing 5 required positional arguments")])
 def test_bad_arch_opt_is_named(opt, message, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(['--archs', '--arch-opt', 'x', opt, '--input-size', '8', '--runs', '1', '--no-memory', '--out-dir',
