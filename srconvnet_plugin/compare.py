@@ -326,7 +326,7 @@ def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=Tru
     if cx.unsupported:
         notes.append('not counted: ' + ', '.join(f'{k}×{v}' for k, v in cx.unsupported.items()))
     x = torch.rand(1, channels, ph, pw, device=device)
-    with torch.no_grad():
+    with torch.no_grad():  # the trace above already ran the model once at this shape: a warm-up in itself
         latency = measure_latency(lambda: model(x), runs=runs, warmup=warmup, device=device)
         if not memory:
             mem = None
