@@ -34,7 +34,7 @@ from tqdm import tqdm
 import srconvnet_plugin  # noqa: F401  (basicsr import shims; registers the plugin archs)
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
-from srconvnet_plugin.complexity import count_complexity
+from srconvnet_plugin.complexity import count_complexity, reparameterised_params
 from srconvnet_plugin.profiling import cpu_peak_memory_in_fresh_process, cuda_peak_memory, measure_latency
 
 # Lightweight configurations of BasicSR's own archs (scale argument left out; it is added per run).
@@ -323,6 +323,9 @@ def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=Tru
         notes.append('Y channel only (1-channel in/out)')
 
     cx = count_complexity(model, (channels, ph, pw), device=device)
+    deployed = reparameterised_params(model)
+    if deployed is not None:
+        notes.append(f'{deployed:,} params once re-parameterised (training-time branches counted in Params)')
     if cx.unsupported:
         notes.append('not counted: ' + ', '.join(f'{k}×{v}' for k, v in cx.unsupported.items()))
     x = torch.rand(1, channels, ph, pw, device=device)
@@ -342,6 +345,7 @@ def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=Tru
         traced_input=f'{ph}x{pw}',
         output=f'{h * scale}x{w * scale}',
         params=cx.params,
+        params_deployed=deployed,
         macs=cx.macs,
         macs_extra=cx.macs_extra,
         total_macs=cx.total_macs,
@@ -369,7 +373,7 @@ def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=Tru
 
 
 # ------------------------------------------------------------------------------------------------------------ output
-CSV_FIELDS = ('arch', 'type', 'scale', 'input', 'traced_input', 'output', 'params', 'macs', 'macs_extra',
+CSV_FIELDS = ('arch', 'type', 'scale', 'input', 'traced_input', 'output', 'params', 'params_deployed', 'macs', 'macs_extra',
               'total_macs', 'other_ops', 'latency_median_ms', 'latency_iqr_ms', 'latency_min_ms', 'latency_max_ms',
               'runs', 'device', 'memory_forward_mb', 'memory_peak_mb', 'memory_kind', 'psnr_y', 'ssim_y', 'notes')
 

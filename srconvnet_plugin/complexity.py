@@ -34,6 +34,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch import nn
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.jit_handles import get_shape
 
@@ -227,3 +228,25 @@ def count_complexity(model, input_shape, device='cpu'):
         by_operator=dict(sorted(by_operator.items())),
         unsupported=dict(sorted(unsupported.items())),
         input_shape=tuple(input_shape))
+
+
+def reparameterised_params(model):
+    """Parameters of the deployed form of a net with re-parameterisable blocks; None if it has none.
+
+    A block with a ``rep_params()`` method returning ``(weight, bias)`` (ECBSR's ``ECB``: five branches folded into
+    one 3×3 conv) counts as that weight and bias plus its activation's parameters; everything else as it is.
+    Papers report this form for such nets, while ``model.parameters()`` holds the training-time branches.
+    """
+    folded, total = [], 0
+    for name, module in model.named_modules():
+        if not name or any(name.startswith(p + '.') for p in folded) or not hasattr(module, 'rep_params'):
+            continue
+        with torch.no_grad():
+            weight, bias = module.rep_params()
+        act = getattr(module, 'act', None)
+        total += weight.numel() + bias.numel()
+        total += sum(p.numel() for p in act.parameters()) if isinstance(act, nn.Module) else 0
+        folded.append(name)
+    if not folded:
+        return None
+    return total + sum(p.numel() for n, p in model.named_parameters() if not any(n.startswith(f + '.') for f in folded))

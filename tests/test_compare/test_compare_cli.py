@@ -32,6 +32,7 @@ def test_cli_writes_table_csv_json_png(tmp_path, capsys):
     assert lines[0].startswith('| Arch | Scale | LR input | Params (K) | MACs (G)')
     assert [line.split(' | ')[0] for line in lines[1:]] == ['| ECBSR', '| swinir']
     assert 'Y channel only' in lines[1]
+    assert '11,840 params once re-parameterised' in lines[1]
     assert 'input padded 12×20→16×24 (reflect, multiple of 8, as SwinIRModel.test)' in lines[2]
     assert 'compare' in captured.err  # the tqdm progress bar
 

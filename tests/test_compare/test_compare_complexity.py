@@ -9,7 +9,7 @@ from torch import nn
 from basicsr.archs import build_network
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
 from srconvnet_plugin.compare import PRESETS, available_archs, input_channels, opt_for_scale
-from srconvnet_plugin.complexity import count_complexity
+from srconvnet_plugin.complexity import count_complexity, reparameterised_params
 
 
 def test_srconvnet_x4_at_720p_matches_the_spec_table():
@@ -80,3 +80,12 @@ def test_handles_for_what_mmengine_counts_as_zero():
     assert gate.macs_extra == 300  # x · sigmoid(x): one product per element
     assert gate.by_operator == {'elementwise_product': 300, 'other:mul': 300, 'other:sigmoid': 300}
     assert gate.other_ops == 600
+
+
+def test_ecbsr_deployed_params_fold_the_branches_into_3x3_convs():
+    """ECBSR-M4C16 ×4 once re-parameterised: 1→16, 4 × 16→16 (with PReLU), 16→16 linear, each a 3×3 conv + bias."""
+    model = build_network(opt_for_scale(PRESETS['ECBSR'], 4)).eval()
+    expected = (16 * 9 + 16 + 16) + 4 * (16 * 16 * 9 + 16 + 16) + (16 * 16 * 9 + 16)
+    assert reparameterised_params(model) == expected == 11_840
+    assert sum(p.numel() for p in model.parameters()) > expected
+    assert reparameterised_params(SRConvNet(num_feat=16, num_block=1, num_heads=4, num_kernels=4)) is None
