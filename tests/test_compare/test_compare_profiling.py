@@ -1,4 +1,5 @@
 """Latency and peak-memory helpers measure what they say."""
+import os
 import time
 
 import pytest
@@ -30,6 +31,7 @@ def test_cpu_peak_memory_sees_a_temporary_allocation():
         torch.ones(256 * mb // 4, dtype=torch.float32).sum()
 
     mem = cpu_peak_memory(fn)
-    assert mem.kind == 'cpu_peak_rss' and mem.reset
+    assert mem.kind == 'cpu_peak_rss'
+    assert mem.reset or not os.access('/proc/self/clear_refs', os.W_OK)  # Linux lets a process reset its peak
     assert 250 * mb <= mem.forward_bytes <= 400 * mb
     assert mem.peak_bytes > mem.forward_bytes
