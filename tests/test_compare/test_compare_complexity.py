@@ -1,0 +1,91 @@
+"""MAC counting: mmengine's counter, the handles for what it misses, and parameters of every preset."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from basicsr.archs import build_network
+from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+from srconvnet_plugin.compare import PRESETS, available_archs, input_channels, opt_for_scale
+from srconvnet_plugin.complexity import count_complexity, reparameterised_params
+
+
+def test_srconvnet_x4_at_720p_matches_the_spec_table():
+    """SPEC.md: 24.05 G MACs by the counter at a 1280×720 output (LR 180×320), 25.28 G with FFT and products."""
+    c = count_complexity(SRConvNet(upscale=4).eval(), (3, 180, 320))
+    assert c.params == 1_007_491
+    assert round(c.macs / 1e9, 2) == 24.05
+    assert c.total_macs / 1e9 == pytest.approx(25.28, abs=0.01)
+    # the extra part is exactly 16 FFTs of 64 channels at 1.25·N·log2 N plus 2 products per element and block
+    n = 180 * 320
+    assert c.by_operator['fft'] == pytest.approx(8 * 2 * 64 * 1.25 * n * math.log2(n), rel=1e-6)
+    assert c.by_operator['elementwise_product'] == 8 * 2 * 64 * n
+    # what is not a MAC is reported, not dropped: norms, GELU, softmax, additions
+    for op in ('other:layer_norm', 'other:gelu', 'other:softmax', 'other:add'):
+        assert c.by_operator[op] > 0
+    assert c.unsupported == {}
+
+
+@pytest.mark.parametrize('name', list(available_archs()))
+def test_params_of_every_preset_equal_the_sum_of_its_tensors(name):
+    opt = opt_for_scale(available_archs()[name], 4)
+    model = build_network(opt).eval()
+    # a small input: parameters do not depend on it (SwinIR-light: a multiple of its window)
+    c = count_complexity(model, (input_channels(opt), 16, 16))
+    assert c.params == sum(p.numel() for p in model.parameters())
+    assert c.macs > 0
+
+
+def test_presets_have_the_published_sizes():
+    """EDSR-baseline and MSRResNet ×4 are 1.52 M, SwinIR-light ×4 897 K plus its 24 bias tables of 15²·6."""
+    sizes = {name: sum(p.numel() for p in build_network(opt_for_scale(PRESETS[name], 4)).parameters())
+             for name in ('EDSR-baseline', 'MSRResNet', 'SwinIR-light', 'SRVGGNetCompact')}
+    assert sizes['EDSR-baseline'] == 1_517_571
+    assert sizes['MSRResNet'] == 1_517_571
+    assert round((sizes['SwinIR-light'] - 24 * 15**2 * 6) / 1e3) == 897
+    assert round(sizes['SRVGGNetCompact'] / 1e3) == 1213  # realesr-general-x4v3
+
+
+class _Attention(nn.Module):
+
+    def forward(self, x):
+        q = x.view(2, 4, 50, 8)  # B, heads, L, E
+        return F.scaled_dot_product_attention(q, q[:, :, :30], q[:, :, :30, :6])
+
+
+class _Fourier(nn.Module):
+
+    def forward(self, x):
+        return torch.fft.irfft2(torch.fft.rfft2(x, norm='ortho'), s=x.shape[-2:], norm='ortho')
+
+
+class _Gate(nn.Module):
+
+    def forward(self, x):
+        return (x * x.sigmoid()) * 0.5
+
+
+def test_handles_for_what_mmengine_counts_as_zero():
+    sdpa = count_complexity(_Attention(), (100, 4, 8))
+    assert sdpa.macs == 0
+    assert sdpa.macs_extra == 2 * 4 * 50 * 30 * (8 + 6)  # Q·Kᵀ plus attn·V
+
+    fft = count_complexity(_Fourier(), (5, 12, 16))
+    n = 12 * 16
+    assert fft.macs_extra == pytest.approx(2 * 5 * 1.25 * n * math.log2(n), abs=2)
+
+    gate = count_complexity(_Gate(), (3, 10, 10))
+    assert gate.macs_extra == 300  # x · sigmoid(x): one product per element
+    assert gate.by_operator == {'elementwise_product': 300, 'other:mul': 300, 'other:sigmoid': 300}
+    assert gate.other_ops == 600
+
+
+def test_ecbsr_deployed_params_fold_the_branches_into_3x3_convs():
+    """ECBSR-M4C16 ×4 once re-parameterised: 1→16, 4 × 16→16 (with PReLU), 16→16 linear, each a 3×3 conv + bias."""
+    model = build_network(opt_for_scale(PRESETS['ECBSR'], 4)).eval()
+    expected = (16 * 9 + 16 + 16) + 4 * (16 * 16 * 9 + 16 + 16) + (16 * 16 * 9 + 16)
+    assert reparameterised_params(model) == expected == 11_840
+    assert sum(p.numel() for p in model.parameters()) > expected
+    assert reparameterised_params(SRConvNet(num_feat=16, num_block=1, num_heads=4, num_kernels=4)) is None
