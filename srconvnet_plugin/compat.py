@@ -461,8 +461,9 @@ def _wrap_paired_getitem(_orig):
             raise DataFaultError(f'datasets: {self.opt.get("name")}: {e}') from e
         except Exception as e:
             pair = self.paths[index]
+            detail = ''.join(map(str, e.args)) or repr(e)  # (basicsr's scale-mismatch message is a 2-tuple)
             raise DataFaultError(f'datasets: {self.opt.get("name")}: GT {pair.get("gt_path")}, LQ '
-                                 f'{pair.get("lq_path")}: {" ".join(map(str, e.args)) or e!r}') from e
+                                 f'{pair.get("lq_path")}: {e.__class__.__name__}: {detail}') from e
 
     return __getitem__
 
