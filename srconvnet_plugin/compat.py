@@ -497,6 +497,11 @@ def apply_pipeline_shims():
     # BaseModel.load_network calls torch.load with torch's default weights_only; make it explicit and unconditional.
     # BaseModel's saves write in place (a kill mid-write leaves a truncated .pth/.state): write atomically instead
     base_model.torch = _SafeTorch()
+    # the archs that load pretrained weights (VGG of the perceptual loss, SpyNet, ...) call torch.load too: the same
+    for name in ('vgg_arch', 'spynet_arch', 'dfdnet_arch', 'basicvsr_arch', 'tof_arch', 'inception'):
+        module = sys.modules.get(f'basicsr.archs.{name}') or importlib.import_module(f'basicsr.archs.{name}')
+        if getattr(module, 'torch', None) is not None:
+            module.torch = _SafeTorch()
     # ... and basicsr swallows a failed save after 3 retries ("Just ignore it"): fail loudly instead
     base_model.BaseModel.save_network = _wrap_save(base_model.BaseModel.save_network, 'network')
     base_model.BaseModel.save_training_state = _wrap_save(base_model.BaseModel.save_training_state,
