@@ -131,7 +131,7 @@ def test_lq_sizes_that_are_not_gt_over_scale(tmp_path, monkeypatch, tiny_sr_sets
     msg = refused(tmp_path, monkeypatch, text)
     assert f'datasets: train: dataroot_lq: {x2.lq_lmdb}: LQ sizes are not GT / scale (scale: 4): ' \
            'astronaut (GT 96x96, LQ 48x48), chelsea (GT 96x96, LQ 48x48)' in msg
-    # validation too: there basicsr would silently crop the GT to 4 x LQ and report a PSNR of a corner
+    # validation too: basicsr crops the GT to scale x LQ (a smaller LQ would silently be scored on a GT corner)
     assert f'datasets: val: dataroot_lq: {x2.lq}: LQ sizes are not GT / scale' in msg
 
 
