@@ -241,7 +241,10 @@ def find_resume_state(opt, map_location='cpu'):
     for folder in (state_dir, opt['path'].get('models')):
         leftovers = leftover_temp_files(folder) if folder else []
         for tmp in leftovers:
-            os.unlink(tmp)
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:  # another rank of the same run removed it first
+                pass
         if leftovers:
             warnings.warn(f'--auto_resume: removed {len(leftovers)} incomplete temporary file(s) of an interrupted '
                           f'save in {folder}: {", ".join(osp.basename(t) for t in leftovers)}', stacklevel=2)

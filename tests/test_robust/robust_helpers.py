@@ -13,7 +13,7 @@ from srconvnet_plugin.compat import load_weights_only
 from srconvnet_plugin.faults import TEMP_FILE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test_stack'))
-from stack_options import make_test_yaml, make_train_yaml  # noqa: E402,F401  (re-exported: the stack tests' option files)
+from stack_options import make_test_yaml, make_train_yaml  # noqa: E402,F401  (the stack tests' option files)
 
 
 def train_cmd(*args):
