@@ -4,6 +4,7 @@ In-process on real files written by ``torch.save`` (a model's state dict, an Ada
 """
 import os
 import pickle
+import shutil
 import warnings
 
 import pytest
@@ -33,16 +34,24 @@ def training_state(it):
     return net, {'epoch': 0, 'iter': it, 'optimizers': [opt.state_dict()], 'schedulers': [sched.state_dict()]}
 
 
-@pytest.fixture
-def experiment(tmp_path):
+@pytest.fixture(scope='module')
+def experiment_template(tmp_path_factory):
     """experiments/x with complete checkpoints at iterations 2 and 4 (written by atomic_save)."""
-    exp = tmp_path / 'experiments' / 'x'
+    exp = tmp_path_factory.mktemp('template') / 'x'
     (exp / 'models').mkdir(parents=True)
     (exp / 'training_states').mkdir()
     for it in (2, 4):
         net, state = training_state(it)
         atomic_save({'params': net.state_dict()}, exp / 'models' / f'net_g_{it}.pth')
         atomic_save(state, exp / 'training_states' / f'{it}.state')
+    return exp
+
+
+@pytest.fixture
+def experiment(tmp_path, experiment_template):
+    """A fresh copy of the template and the options of a run that ``--auto_resume``s it."""
+    exp = tmp_path / 'experiments' / 'x'
+    shutil.copytree(experiment_template, exp)
     opt = {'auto_resume': True, 'num_gpu': 0, 'name': 'x', 'network_g': {'type': 'SRConvNet'},
            'path': {'resume_state': None, 'models': str(exp / 'models'),
                     'training_states': str(exp / 'training_states')}}

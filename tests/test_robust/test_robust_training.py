@@ -33,7 +33,7 @@ def setup_work(tmp_path, sets, name, **kw):
 
 
 def test_sigkill_at_any_moment_then_auto_resume_to_the_end(tmp_path, tiny_sr_sets):
-    total = 24
+    total = 16
     exp, models, states = setup_work(tmp_path, tiny_sr_sets, 'kill', total_iter=total, save_freq=1)
     kills = []
 
