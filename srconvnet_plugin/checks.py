@@ -99,14 +99,18 @@ def read_lmdb_meta(path):
     dot); also checks that the LMDB holds every key. Returns ``(meta, problem)``."""
     import lmdb
     meta = {}
-    with open(osp.join(path, 'meta_info.txt'), encoding='utf-8') as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            m = _META_LINE.match(line)
-            if m is None:
-                return meta, f'meta_info.txt line {n}: {line.strip()!r} is not "<name> (h,w,c) <compression>"'
-            meta[m['name'].split('.')[0]] = (int(m['h']), int(m['w']), int(m['c'] or 1))
+    try:
+        with open(osp.join(path, 'meta_info.txt'), encoding='utf-8') as f:
+            lines = f.readlines()
+    except (OSError, UnicodeDecodeError) as e:
+        return meta, f'meta_info.txt cannot be read ({e})'
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        m = _META_LINE.match(line)
+        if m is None:
+            return meta, f'meta_info.txt line {n}: {line.strip()!r} is not "<name> (h,w,c) <compression>"'
+        meta[m['name'].split('.')[0]] = (int(m['h']), int(m['w']), int(m['c'] or 1))
     try:
         env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=True)
     except lmdb.Error as e:
@@ -139,11 +143,14 @@ def read_folder_sizes(folder, filename_tmpl='{}', is_lq=False):
             base = base[len(prefix):len(base) - len(suffix)]
         try:
             with Image.open(osp.join(folder, name)) as im:
-                w, h = im.size
-                c = len(im.getbands())
+                (w, h), grey = im.size, im.mode.startswith(('1', 'L', 'I', 'F'))  # L, LA, I;16, ...
+        except Image.DecompressionBombError:  # a very large image: Pillow refuses to open it, OpenCV does not
+            import cv2
+            img = cv2.imread(osp.join(folder, name), cv2.IMREAD_UNCHANGED)
+            (h, w), grey = img.shape[:2], img.ndim == 2 or img.shape[2] == 2
         except (UnidentifiedImageError, OSError) as e:
             return sizes, f'{name} is not a readable image ({e})'
-        sizes[base] = (h, w, 1 if c == 1 else 3)  # basicsr reads with IMREAD_COLOR: 2/4 channels become 3
+        sizes[base] = (h, w, 1 if grey else 3)  # basicsr reads with IMREAD_COLOR: 2/4 channels become 3
     return sizes, None
 
 
