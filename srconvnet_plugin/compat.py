@@ -7,6 +7,11 @@ failures are listed with their verified fixes in ``../shared/STACK.md``). Two gr
 * ``apply_pipeline_shims`` runs when the entry points ``srconvnet_plugin.train`` / ``srconvnet_plugin.test`` are
   imported (call it yourself before driving ``basicsr.train.train_pipeline`` from other code). It is idempotent.
 
+The pipeline shims also make basicsr fail clearly and lose nothing: the option checks of ``checks.py`` run inside
+``parse_options``; checkpoints are written atomically and a failed write stops training; ``--auto_resume`` takes the
+newest complete state; a NaN/inf loss or a SIGINT/SIGTERM stops training cleanly (``faults.py``); undecodable images
+and records are named.
+
 The entry points themselves fix the remaining behaviour: they pass the current working directory as ``root_path``
 (basicsr's own ``__main__`` computes it from its file, so outputs would land in site-packages).
 """
