@@ -22,6 +22,7 @@ setup(
         'scikit-image',
         'tqdm',
         'matplotlib',
+        'pillow',  # option checks read image headers (already pulled in by matplotlib and scikit-image)
     ],
     extras_require={'test': ['pytest', 'onnx', 'onnxruntime']},
     entry_points={

@@ -7,7 +7,8 @@ import argparse
 import os
 
 import srconvnet_plugin  # noqa: F401  (torchvision alias before basicsr, registers SRConvNet)
-from srconvnet_plugin.compat import apply_pipeline_shims
+from srconvnet_plugin.compat import DataFaultError, apply_pipeline_shims
+from srconvnet_plugin.faults import TrainingStopped
 from srconvnet_plugin.options import OptionFileError
 
 apply_pipeline_shims()
@@ -21,6 +22,9 @@ def main():
         test_pipeline(os.getcwd())
     except OptionFileError as e:
         argparse.ArgumentParser(prog='srconvnet-test').exit(2, f'srconvnet-test: error: {e}\n')
+    except (TrainingStopped, DataFaultError) as e:  # a fault, named; what was saved before is complete
+        parser = argparse.ArgumentParser(prog='srconvnet-test')
+        parser.exit(getattr(e, 'exit_code', 1), f'srconvnet-test: error: {e}\n')
 
 
 if __name__ == '__main__':

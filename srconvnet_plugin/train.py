@@ -9,7 +9,8 @@ import argparse
 import os
 
 import srconvnet_plugin  # noqa: F401  (torchvision alias before basicsr, registers SRConvNet)
-from srconvnet_plugin.compat import apply_pipeline_shims
+from srconvnet_plugin.compat import DataFaultError, apply_pipeline_shims
+from srconvnet_plugin.faults import TrainingStopped
 from srconvnet_plugin.options import OptionFileError
 
 apply_pipeline_shims()
@@ -23,6 +24,9 @@ def main():
         train_pipeline(os.getcwd())
     except OptionFileError as e:
         argparse.ArgumentParser(prog='srconvnet-train').exit(2, f'srconvnet-train: error: {e}\n')
+    except (TrainingStopped, DataFaultError) as e:  # a fault, named; what was saved before is complete
+        parser = argparse.ArgumentParser(prog='srconvnet-train')
+        parser.exit(getattr(e, 'exit_code', 1), f'srconvnet-train: error: {e}\n')
 
 
 if __name__ == '__main__':

@@ -100,7 +100,7 @@ def test_basicsr_flags_pass_through(tmp_path, monkeypatch):
     path = tmp_path / 'ok.yml'
     path.write_text(MINIMAL.format(num_gpu=0))
     opt, args = run_parse_options(monkeypatch, '-opt', path, '--debug', '--auto_resume', '--launcher', 'none',
-                                  '--force_yml', 'train:optim_g:lr=!!float 1e-3', 'scale=2')
+                                  '--force_yml', 'train:optim_g:lr=!!float 1e-3', 'scale=2', 'network_g:upscale=2')
     assert opt['name'] == 'debug_order_check' and opt['auto_resume'] is True and opt['scale'] == 2
     assert opt['train']['optim_g']['lr'] == 1e-3
     opt, _ = run_parse_options(monkeypatch, '-opt', path, is_train=False)
