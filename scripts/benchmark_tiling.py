@@ -10,8 +10,8 @@ much, on scikit-image's photographs used as low-resolution inputs:
     python scripts/benchmark_tiling.py --memory              # also peak memory of a 3840×2160 output (default config)
 
 PSNR is over the RGB output in [0, 1] (clamped, not quantised), whole-image output as the reference. Peak memory is the
-peak resident set size of a fresh process (``ru_maxrss``) minus its size just before the forward pass, on CPU; on
-CUDA it is ``torch.cuda.max_memory_allocated``.
+peak resident set size of a fresh process (``VmHWM``) minus its peak just before the forward pass, on CPU; on CUDA it
+is ``torch.cuda.max_memory_allocated``.
 """
 import argparse
 import json
@@ -32,7 +32,7 @@ from srconvnet_plugin.infer import load_model, upscale_tensor
 
 TRAIN_IMAGES = ('astronaut', 'chelsea', 'rocket', 'immunohistochemistry')
 EVAL_IMAGES = ('coffee', 'astronaut', 'rocket', 'chelsea')
-SMALL_CONFIG = dict(num_feat=32, num_block=4, num_heads=4, num_kernels=8, upscale=4)
+SMALL_CONFIG = dict(num_feat=16, num_block=2, num_heads=4, num_kernels=4, upscale=4)  # trains on 2 CPU cores
 
 
 def photo(name):
@@ -54,7 +54,7 @@ def psnr(a, b):
     return float('inf') if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def quick_train(iters, seed=0, batch=8, lq_patch=32, log=print):
+def quick_train(iters, seed=0, batch=4, lq_patch=24, log=print):
     """Train SMALL_CONFIG ×4 for ``iters`` Adam steps (L1) on bicubic pairs cut from TRAIN_IMAGES."""
     torch.manual_seed(seed)
     scale = SMALL_CONFIG['upscale']
@@ -97,12 +97,20 @@ def held_out_quality(model, scale):
     return psnr(sr[crop], gt[crop]), psnr(bic[crop], gt[crop])
 
 
-def tiling_table(model, scale, tiles, pads, images, log=print):
+def center_crop(img, size):
+    if not size:
+        return img
+    h, w = img.shape[-2:]
+    y, x = max(h - size, 0) // 2, max(w - size, 0) // 2
+    return img[:, :, y:y + size, x:x + size]
+
+
+def tiling_table(model, scale, tiles, pads, images, crop=0, log=print):
     """PSNR (dB) of tiled vs whole-image output, averaged over ``images``; rows (tile, pad)."""
     rows = []
     refs = {}
     for name in images:
-        lq = photo(name)
+        lq = center_crop(photo(name), crop)
         t = time.time()
         refs[name] = (lq, upscale_tensor(model, lq, scale, tile=0))
         log(f'  whole {name} {tuple(lq.shape[-2:])}: {time.time() - t:.1f}s')
@@ -121,12 +129,25 @@ def tiling_table(model, scale, tiles, pads, images, log=print):
     return rows
 
 
+def peak_rss_mib():
+    """Peak resident set size of this process in MiB: ``VmHWM`` (``ru_maxrss`` would include the parent's peak,
+    which Linux carries across fork and exec)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: an upper bound
+
+
 def memory_child(tile, tile_pad, device):
     """Run one 960×540 → 3840×2160 forward with the default config in this process; print peak memory (JSON)."""
     torch.manual_seed(0)
     model = SRConvNet(upscale=4).eval().to(device)
     lq = torch.rand(1, 3, 540, 960, device=device)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    before = peak_rss_mib()
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     t = time.time()
@@ -135,8 +156,9 @@ def memory_child(tile, tile_pad, device):
     if device.startswith('cuda'):
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        peak = peak_rss_mib() - before
     print(json.dumps({'tile': tile, 'pad': tile_pad, 'device': device, 'peak_mib': round(peak),
+                      'process_peak_mib': round(peak_rss_mib()), 'baseline_mib': round(before),
                       'out_mib': round(out.numel() * 4 / 2**20), 'seconds': round(seconds, 1)}))
 
 
@@ -158,13 +180,15 @@ def main():
     parser.add_argument('--model', choices=('random', 'quick-train'), default='random',
                         help='without --weights: the default config with its default random init, or a small '
                         'model trained here for --train-iters iterations')
-    parser.add_argument('--train-iters', type=int, default=400)
+    parser.add_argument('--train-iters', type=int, default=200)
     parser.add_argument('--tiles', type=int, nargs='+', default=[64, 128, 256])
     parser.add_argument('--pads', type=int, nargs='+', default=[0, 16, 32])
     parser.add_argument('--images', nargs='+', default=list(EVAL_IMAGES))
+    parser.add_argument('--crop', type=int, default=0, help='centre-crop each input to at most CROP×CROP pixels')
     parser.add_argument('--stress', action='store_true',
                         help='also measure a random model with layer_scale ~ N(0, 1) (attention branch dominant)')
     parser.add_argument('--memory', action='store_true', help='measure peak memory for a 4K output')
+    parser.add_argument('--skip-tiling', action='store_true', help='only the memory measurement')
     parser.add_argument('--memory-tiles', type=int, nargs='+', default=[0, 512, 256])
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out', help='write the results as JSON here')
@@ -189,20 +213,23 @@ def main():
         config = SMALL_CONFIG
         results['model'] = f'quick-trained {SMALL_CONFIG}, {args.train_iters} iterations'
     scale = config['upscale']
-    if args.weights or args.model == 'quick-train':
+    if args.skip_tiling:
+        pass
+    elif args.weights or args.model == 'quick-train':
         sr_psnr, bic_psnr = held_out_quality(model, scale)
         results['held_out_coffee'] = {'model_db': sr_psnr, 'bicubic_db': bic_psnr}
         print(f'held-out coffee x{scale}: model {sr_psnr:.2f} dB, bicubic {bic_psnr:.2f} dB')
-    print('tiled vs whole image:')
-    results['tiling'] = tiling_table(model, scale, args.tiles, args.pads, args.images)
-    if args.stress:
+    if not args.skip_tiling:
+        print('tiled vs whole image:')
+        results['tiling'] = tiling_table(model, scale, args.tiles, args.pads, args.images, args.crop)
+    if args.stress and not args.skip_tiling:
         torch.manual_seed(1)
         stress = SRConvNet(**{**config, 'upscale': scale}).eval()
         with torch.no_grad():
             for block in stress.blocks:
                 block.attention.layer_scale.normal_()
         print('random model, layer_scale ~ N(0, 1): tiled vs whole image')
-        results['tiling_stress'] = tiling_table(stress, scale, args.tiles, args.pads, args.images)
+        results['tiling_stress'] = tiling_table(stress, scale, args.tiles, args.pads, args.images, args.crop)
     if args.memory:
         print(f'peak memory, default config x4, 960x540 -> 3840x2160 on {args.device}:')
         results['memory_4k'] = memory_table([(t, 32) for t in args.memory_tiles], args.device)

@@ -7,7 +7,8 @@ Usage::
 ``-i`` takes an image file or a folder (its PNG, JPEG, WebP, BMP and TIFF files, not recursive). Images are read with
 OpenCV's ``IMREAD_UNCHANGED``: 8- and 16-bit images keep their bit depth (a 16-bit PNG gives a 16-bit PNG), grayscale
 images are replicated to RGB for the network and converted back, and an alpha channel is upscaled separately (by the
-network on a grey replica, as Real-ESRGAN does, or bilinearly), then re-attached. The output is
+network on a grey replica, as Real-ESRGAN does, or bilinearly), then re-attached (JPEG outputs drop it, with a
+warning). The output is
 ``OUTDIR/<name>_<suffix>.<ext>``; an existing output stops the run before any work unless ``--overwrite`` is given.
 Files are written to a temporary name and renamed, so an interrupted run never leaves a half-written image.
 
@@ -15,7 +16,6 @@ The scale and architecture are read from the checkpoint's tensor shapes; ``--sca
 README's "Inference on your images" section for how tiling interacts with the network's image-wide operations.
 """
 import argparse
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -125,7 +125,7 @@ def tile_boxes(height, width, tile, tile_pad):
 
 @torch.inference_mode()
 def upscale_tensor(model, lq, scale, tile=0, tile_pad=DEFAULT_TILE_PAD, autocast_dtype=None, progress=False):
-    """Upscale a 1×3×h×w tensor in [0, 1] (on the model's device); returns a CPU float32 1×3×sh×sw tensor in [0, 1].
+    """Upscale a 1×3×h×w tensor in [0, 1] on the model's device; returns a CPU float32 1×3×sh×sw tensor in [0, 1].
 
     With ``tile > 0`` and an image larger than ``tile`` on some side, each tile is run with ``tile_pad`` pixels of
     context and only its core is kept (as Real-ESRGAN's ``tile_process``), so memory is bounded by the tile size.
