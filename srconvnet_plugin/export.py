@@ -12,7 +12,9 @@ conv groups are static.
 ``onnxscript``, which this package does not depend on), so for export only every ``FourierUnit`` is replaced by
 ``MatrixDFTFourierUnit``: the same orthonormal real 2-D DFT written as products with cosine/sine matrices built in
 the graph from the input's H and W. It reuses the original unit's ``conv_layer`` weights and matches the FFT version
-to float rounding (tested). The model used for PyTorch inference is not changed.
+to float rounding (tested). ``LayerNorm2d`` and ``KernelAggregation`` are swapped too, for versions whose channel
+count and kernel shape are constants (the tracer would record them as input-dependent, which ONNX convs reject).
+The model used for PyTorch inference is not changed.
 """
 import argparse
 import copy
