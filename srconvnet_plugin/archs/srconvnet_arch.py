@@ -49,10 +49,12 @@ def _fused(x):
 
     These are the kernels torch.compile's CPU backend emits (``torch.ops.mkldnn._linear_pointwise`` and
     ``_convolution_pointwise``): the same products, bias, exact GELU and residual add, in one pass over memory.
-    They have no backward, so training and every other device or dtype take the plain path.
+    They have no backward, so training and every other device or dtype take the plain path; so does
+    ``torch.compile``, which makes its own fusions.
     """
     return (x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled('cpu') and torch.backends.mkldnn.is_available()
+            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
+            and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
 
 
