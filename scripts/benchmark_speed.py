@@ -99,10 +99,9 @@ def _proc_status_bytes(field):
     raise RuntimeError(f'/proc/self/status has no {field} line')
 
 
-def _cpu_peak_child(queue, name, scale, precision, channels_last, threads):
+def _cpu_peak_child(queue, name, scale, size, precision, channels_last, threads):
     torch.set_num_threads(threads)
-    run = runner(build(name, scale), torch.rand(1, 3, *lr_size(scale)), torch.device('cpu'), precision,
-                 channels_last)
+    run = runner(build(name, scale), torch.rand(1, 3, *size), torch.device('cpu'), precision, channels_last)
     try:  # restart the peak-RSS mark (VmHWM) here, so imports and set-up do not count
         with open('/proc/self/clear_refs', 'w') as f:
             f.write('5')
@@ -113,10 +112,14 @@ def _cpu_peak_child(queue, name, scale, precision, channels_last, threads):
     queue.put(_proc_status_bytes('VmHWM') - before)
 
 
-def peak_memory(name, scale, device, precision='fp32', channels_last=False, threads=None):
-    """Extra memory (bytes) one forward pass needs: CUDA peak allocated, or CPU peak RSS growth in a fresh process."""
+def peak_memory(name, scale, size, device, precision='fp32', channels_last=False, threads=None):
+    """Extra memory (bytes) a forward pass on a 1×3×``size`` input needs.
+
+    CUDA: peak allocated memory. CPU: growth of the peak resident set in a fresh process (allocator caches and
+    earlier models would hide it here).
+    """
     if device.type == 'cuda':
-        run = runner(build(name, scale), torch.rand(1, 3, *lr_size(scale)), device, precision, channels_last)
+        run = runner(build(name, scale), torch.rand(1, 3, *size), device, precision, channels_last)
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
@@ -125,7 +128,7 @@ def peak_memory(name, scale, device, precision='fp32', channels_last=False, thre
     ctx = multiprocessing.get_context('spawn')
     queue = ctx.Queue()
     proc = ctx.Process(target=_cpu_peak_child,
-                       args=(queue, name, scale, precision, channels_last, threads or torch.get_num_threads()))
+                       args=(queue, name, scale, size, precision, channels_last, threads or torch.get_num_threads()))
     proc.start()
     result = queue.get()
     proc.join()
@@ -175,6 +178,8 @@ def main(argv=None):
                         help='SRConvNet under autocast to this dtype (FFTs stay float32); EDSR stays fp32')
     parser.add_argument('--channels-last', action='store_true', help='channels-last model and input (SRConvNet)')
     parser.add_argument('--compile', action='store_true', help='torch.compile SRConvNet (compile time excluded)')
+    parser.add_argument('--out-size', type=int, nargs=2, default=OUT_SIZE, metavar=('H', 'W'),
+                        help='output size; the LR input is ceil(H / s) × ceil(W / s) (default: 720 1280)')
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: torch default)')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory measurement')
     parser.add_argument('--psnr', action='store_true', help='also report PSNR of --precision outputs vs fp32')
@@ -183,6 +188,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error(f'--runs must be at least 1, got {args.runs}')
+    if min(args.out_size) < 1:
+        parser.error(f'--out-size must be positive, got {args.out_size}')
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         parser.error(f'--device {args.device}: CUDA is not available on this machine')
@@ -200,7 +207,7 @@ def main(argv=None):
     print('|---|---|---|---|---|---|---|')
     results = []
     for scale in args.scales:
-        size = lr_size(scale)
+        size = lr_size(scale, args.out_size)
         x = torch.rand(1, 3, *size)
         runs = {
             'srconvnet': runner(build('srconvnet', scale), x, device, args.precision, args.channels_last,
@@ -209,12 +216,14 @@ def main(argv=None):
         }
         times = time_alternately(runs, args.runs, args.warmup)
         ratio = statistics.median(times['srconvnet']) / statistics.median(times['edsr'])
+        # MACs scale with the output area (the FFTs' log factor aside)
+        macs = SRCONVNET_MACS[scale] * math.prod(size) / math.prod(lr_size(scale))
         row = {'scale': scale, 'lr_size': size, 'times_s': times, 'ratio': ratio,
-               'srconvnet_gmacs_per_s': SRCONVNET_MACS[scale] / statistics.median(times['srconvnet']) / 1e9}
+               'srconvnet_gmacs_per_s': macs / statistics.median(times['srconvnet']) / 1e9}
         memory = '-'
         if not args.no_memory:
             row['peak_memory_bytes'] = {
-                name: peak_memory(name, scale, device, args.precision if name == 'srconvnet' else 'fp32',
+                name: peak_memory(name, scale, size, device, args.precision if name == 'srconvnet' else 'fp32',
                                   args.channels_last and name == 'srconvnet', args.threads)
                 for name in runs}
             memory = ' / '.join(f'{v / 2**20:.0f} MiB' for v in row['peak_memory_bytes'].values())
