@@ -63,19 +63,32 @@ def _gelu(x):
     return torch.ops.aten.gelu_(x) if _inplace() else F.gelu(x)
 
 
-def _linear(x, weight, bias=None, gelu=False, residual=None):
-    """``F.linear`` on the last axis, then exact GELU if ``gelu``, then ``+ residual`` (not both)."""
+def _linear(x, weight, bias=None, gelu=False, add=None, mul=None):
+    """``F.linear`` on the last axis, then one of: exact GELU if ``gelu``, ``+ add``, ``· mul``."""
     if _fused(x):
-        if residual is not None:
-            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, 'add')
+        if add is not None or mul is not None:
+            other, op = (add, 'add') if add is not None else (mul, 'mul')
+            return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, op)
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu' if gelu else 'none', [],
                                                  'none' if gelu else '')
     out = F.linear(x, weight, bias)
     if gelu:
         out = _gelu(out)
-    if residual is not None:
-        out = out.add_(residual) if _inplace() else out + residual
+    if add is not None:
+        out = out.add_(add) if _inplace() else out + add
+    if mul is not None:
+        out = out.mul_(mul) if _inplace() else out * mul
     return out
+
+
+def _conv_add(conv, x, other):
+    """``conv(x) + other`` (``other`` cast to the conv's output dtype, as autocast leaves it)."""
+    if _fused(x) and _fused(other):
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, other, conv.weight, conv.bias, list(conv.padding),
+                                                              list(conv.stride), list(conv.dilation), conv.groups,
+                                                              'add', None, None, [], None)
+    out = conv(x)
+    return out.add_(other.to(out.dtype)) if _inplace() else out + other.to(out.dtype)
 
 
 def _matrix(conv):
@@ -143,19 +156,18 @@ class FConvMod(nn.Module):
     def forward(self, x):
         b, c, h, w = x.shape
         xn = _nhwc(x)
-        pe = _nhwc(self.CPE(_nchw(xn)))  # Fidelity: positional term from the raw block input, before the norm.
         y = self.norm.forward_nhwc(xn)
         a = _nhwc(self.a(_nchw(y)))
         # heads are contiguous channel groups: channel = head·d + j, so the scale repeats d times along C;
         # scale·v is computed by v's conv with scaled weights and bias.
         scale = self.layer_scale.repeat_interleave(c // self.num_heads)
-        v = _linear(y, scale[:, None] * _matrix(self.v), scale * self.v.bias)
         # Fidelity: the reference's raster-order chunk split of the H·W axis is elementwise, hence a no-op: dropped.
-        z = (v.mul_(a) if _inplace() else v * a).view(b, h * w, c)
+        z = _linear(y, scale[:, None] * _matrix(self.v), scale * self.v.bias, mul=a).view(b, h * w, c)
         # Fidelity: softmax over all H·W positions per channel, so each map sums to 1 (magnitude ~ 1/(H·W)).
-        z = torch.softmax(z, dim=1).view(b, h, w, c).to(pe.dtype)
-        z = z.add_(pe) if _inplace() else z + pe
-        return _nchw(_linear(z, _matrix(self.proj), self.proj.bias, residual=xn))
+        z = torch.softmax(z, dim=1).view(b, h, w, c)
+        # Fidelity: positional term (CPE) from the raw block input, before the norm.
+        z = _nhwc(_conv_add(self.CPE, _nchw(xn), _nchw(z)))
+        return _nchw(_linear(z, _matrix(self.proj), self.proj.bias, add=xn))
 
 
 class KernelAttention(nn.Module):
@@ -279,7 +291,7 @@ class MixFFN(nn.Module):
         # channel shuffle (channel 2i = y1 channel i, 2i+1 = y2 channel i) as a permutation of proj_out's columns
         weight = _matrix(self.proj_out)
         weight = torch.cat((weight[:, 0::2], weight[:, 1::2]), 1)
-        return _nchw(_linear(y, weight, self.proj_out.bias, residual=xn))  # Fidelity: the DML has a residual.
+        return _nchw(_linear(y, weight, self.proj_out.bias, add=xn))  # Fidelity: the DML has a residual.
 
 
 class BasicBlock(nn.Module):
