@@ -8,6 +8,17 @@ The modules read top-down like the paper's figure: LayerNorm, Fourier unit, FMA 
 convolution, DML (``MixFFN``), the block (ACB, ``BasicBlock``) and the network. Module and parameter names follow the
 reference so that its state dicts load after stripping the ``module.`` prefix (see ``srconvnet_plugin.convert``).
 Where the reference departs from the paper's prose, a one-line ``# Fidelity:`` comment says so.
+
+Speed (same math, see the README's speed section): features flow channels-last (NHWC) through the network, so every
+1×1 conv is one matrix product on the channel axis, the LayerNorm is one fused call, the spectrum's real/imaginary
+interleaving is the ``view_as_real`` layout, the channel shuffle is a permutation of ``proj_out``'s columns, both
+dynamic depthwise convs run as one 7×7 depthwise conv (the 5×5 kernels zero-padded), and ``layer_scale`` is folded
+into ``v``'s weights. The upsampler never pixel-shuffles: its stages run on the LR grid with output channels reordered
+to (sub-row, sub-column, channel), and the sub-pixels move to the HR grid once, before the tail. Every module takes
+and returns B×C×H×W tensors (channels-last strides inside). Without autograd (``torch.no_grad``/``inference_mode``)
+intermediate results are overwritten in place, the upsampler and tail work in strips of LR rows (lower peak memory),
+and float32 on CPU uses oneDNN's fused kernels (matmul/conv + bias + exact GELU or + residual in one pass, see
+``_fused``); with autograd every operation is out of place and plain.
 """
 import torch
 import torch.nn.functional as F
@@ -16,6 +27,75 @@ from torch import nn
 from basicsr.utils.registry import ARCH_REGISTRY
 
 SUPPORTED_SCALES = (2, 3, 4)
+# upsampler/tail strips hold about this many elements of the widest (pixel-shuffled, C-channel) map when not training
+STRIP_ELEMENTS = 1 << 24
+
+
+def _nhwc(x):
+    """B×H×W×C contiguous view (free for channels-last tensors) of a B×C×H×W tensor."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+def _nchw(x):
+    """B×C×H×W view (channels-last strides) of a contiguous B×H×W×C tensor."""
+    return x.permute(0, 3, 1, 2)
+
+
+def _inplace():
+    """Whether intermediate results may be overwritten: only when autograd records nothing."""
+    return not torch.is_grad_enabled()
+
+
+def _fused(x):
+    """Whether ``x`` may go through oneDNN's fused CPU kernels (float32, no autograd, no autocast).
+
+    These are the kernels torch.compile's CPU backend emits (``torch.ops.mkldnn._linear_pointwise`` and
+    ``_convolution_pointwise``): the same products, bias, exact GELU and residual add, in one pass over memory.
+    They have no backward, so training and every other device or dtype take the plain path; so does
+    ``torch.compile``, which makes its own fusions.
+    """
+    return (x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
+            and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
+
+
+def _gelu(x):
+    """Exact (erf) GELU, in place when autograd is off."""
+    return torch.ops.aten.gelu_(x) if _inplace() else F.gelu(x)
+
+
+def _linear(x, weight, bias=None, gelu=False, add=None, mul=None):
+    """``F.linear`` on the last axis, then one of: exact GELU if ``gelu``, ``+ add``, ``· mul``."""
+    if _fused(x):
+        if add is not None or mul is not None:
+            other, op = (add, 'add') if add is not None else (mul, 'mul')
+            return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, op)
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu' if gelu else 'none', [],
+                                                 'none' if gelu else '')
+    out = F.linear(x, weight, bias)
+    if gelu:
+        out = _gelu(out)
+    if add is not None:
+        out = out.add_(add) if _inplace() else out + add
+    if mul is not None:
+        out = out.mul_(mul) if _inplace() else out * mul
+    return out
+
+
+def _conv_add(conv, x, other):
+    """``conv(x) + other`` (``other`` cast to the conv's output dtype, as autocast leaves it)."""
+    if _fused(x) and _fused(other):
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, other, conv.weight, conv.bias, list(conv.padding),
+                                                              list(conv.stride), list(conv.dilation), conv.groups,
+                                                              'add', None, None, [], None)
+    out = conv(x)
+    return out.add_(other.to(out.dtype)) if _inplace() else out + other.to(out.dtype)
+
+
+def _matrix(conv):
+    """Weight of a 1×1 conv as an out×in matrix (for ``F.linear`` on channels-last features)."""
+    return conv.weight.flatten(1)
 
 
 class LayerNorm2d(nn.Module):
@@ -28,9 +108,11 @@ class LayerNorm2d(nn.Module):
         self.eps = eps  # Fidelity: eps 1e-6 inside the square root, biased variance.
 
     def forward(self, x):
-        # normalise the channel axis of an NHWC view; same numbers as the reference's explicit mean/var formula
-        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1], ), self.weight, self.bias, self.eps)
-        return y.permute(0, 3, 1, 2)
+        return _nchw(self.forward_nhwc(_nhwc(x)))
+
+    def forward_nhwc(self, x):
+        """Same on a B×H×W×C tensor: one fused call, the same numbers as the reference's explicit mean/var formula."""
+        return F.layer_norm(x, (x.shape[-1], ), self.weight, self.bias, self.eps)
 
 
 class FourierUnit(nn.Module):
@@ -49,13 +131,14 @@ class FourierUnit(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             if in_dtype not in (torch.float32, torch.float64):
                 x = x.float()
-            spec = torch.fft.rfft2(x, norm='ortho')  # Fidelity: orthonormal scaling, one-sided along W.
-            # Fidelity: channel 2c = Re(Y_c), channel 2c+1 = Im(Y_c) (interleaved, not two blocks of C).
-            spec = torch.view_as_real(spec).permute(0, 1, 4, 2, 3).reshape(b, 2 * c, h, w // 2 + 1)
-            spec = self.act(F.conv2d(spec, self.conv_layer.weight.to(spec.dtype)))
-            spec = spec.view(b, c, 2, h, w // 2 + 1).permute(0, 1, 3, 4, 2).contiguous()
+            # B×H×(W//2+1)×C complex spectrum of the channels-last map
+            spec = torch.fft.rfft2(_nhwc(x), dim=(1, 2), norm='ortho')  # Fidelity: orthonormal, one-sided along W.
+            # Fidelity: channel 2c = Re(Y_c), channel 2c+1 = Im(Y_c): exactly the view_as_real layout of the last axis.
+            spec = torch.view_as_real(spec).flatten(-2)
+            spec = _linear(spec, _matrix(self.conv_layer).to(spec.dtype), gelu=True)
+            spec = torch.view_as_complex(spec.view(b, h, w // 2 + 1, c, 2))
             # Fidelity: irfft2 drops the imaginary part of the W-frequency 0 (and W/2) column of the non-Hermitian map.
-            return torch.fft.irfft2(torch.view_as_complex(spec), s=(h, w), norm='ortho')
+            return _nchw(torch.fft.irfft2(spec, s=(h, w), dim=(1, 2), norm='ortho'))
 
 
 class FConvMod(nn.Module):
@@ -74,17 +157,19 @@ class FConvMod(nn.Module):
 
     def forward(self, x):
         b, c, h, w = x.shape
-        pe = self.CPE(x)  # Fidelity: positional term from the raw block input, before the norm.
-        y = self.norm(x)
-        a = self.a(y)
-        v = self.v(y)
-        # heads are contiguous channel groups: channel = head·d + j, so the scale repeats d times along C.
-        scale = self.layer_scale.repeat_interleave(c // self.num_heads).view(1, c, 1, 1)
+        xn = _nhwc(x)
+        y = self.norm.forward_nhwc(xn)
+        a = _nhwc(self.a(_nchw(y)))
+        # heads are contiguous channel groups: channel = head·d + j, so the scale repeats d times along C;
+        # scale·v is computed by v's conv with scaled weights and bias.
+        scale = self.layer_scale.repeat_interleave(c // self.num_heads)
         # Fidelity: the reference's raster-order chunk split of the H·W axis is elementwise, hence a no-op: dropped.
-        z = (scale * a * v).view(b, c, h * w)
+        z = _linear(y, scale[:, None] * _matrix(self.v), scale * self.v.bias, mul=a).view(b, h * w, c)
         # Fidelity: softmax over all H·W positions per channel, so each map sums to 1 (magnitude ~ 1/(H·W)).
-        z = torch.softmax(z, dim=-1).view(b, c, h, w).to(pe.dtype)
-        return self.proj(z + pe) + x
+        z = torch.softmax(z, dim=1).view(b, h, w, c)
+        # Fidelity: positional term (CPE) from the raw block input, before the norm.
+        z = _nhwc(_conv_add(self.CPE, _nchw(xn), _nchw(z)))
+        return _nchw(_linear(z, _matrix(self.proj), self.proj.bias, add=xn))
 
 
 class KernelAttention(nn.Module):
@@ -99,9 +184,15 @@ class KernelAttention(nn.Module):
         self.conv2 = nn.Conv2d(hidden, num_kernels, 1)
 
     def forward(self, x):
-        g = F.adaptive_avg_pool2d(x, 1)
+        return self.from_pooled(x.mean((2, 3)))
+
+    def from_pooled(self, g):
+        """Kernel weights (B×K) from the global average (B×C) of the input."""
         # Fidelity: sigmoid, not softmax: the K weights do not sum to 1 and there is no temperature.
-        return torch.sigmoid(self.conv2(self.act(self.conv1(g))).flatten(1))
+        hidden = F.linear(g, _matrix(self.conv1), self.conv1.bias)
+        # exact GELU written out: F.gelu costs milliseconds on these few numbers on CPU (kernel set-up)
+        hidden = 0.5 * hidden * (1 + torch.erf(hidden * 0.7071067811865476))
+        return torch.sigmoid(F.linear(hidden, _matrix(self.conv2), self.conv2.bias))
 
 
 class KernelAggregation(nn.Module):
@@ -117,13 +208,38 @@ class KernelAggregation(nn.Module):
             nn.init.kaiming_uniform_(self.weight[i])
 
     def forward(self, x, attention):
-        b, c, h, w = x.shape
+        weight, bias = self.mix(attention)
+        return depthwise_per_sample(x, weight, bias)
+
+    def mix(self, attention, size=None):
+        """Per-sample kernels B×C×1×k×k (zero-padded to ``size``×``size`` if given) and biases B×C."""
         k = self.kernel_size
-        weight = (attention @ self.weight.flatten(1)).view(b * c, 1, k, k).to(x.dtype)
-        bias = (attention @ self.bias).flatten().to(x.dtype)
-        # the whole batch as one grouped conv (groups = B·C); samples stay independent
-        out = F.conv2d(x.reshape(1, b * c, h, w), weight, bias, padding=k // 2, groups=b * c)
-        return out.view(b, c, h, w)
+        weight = (attention @ self.weight.flatten(1)).view(-1, self.num_feat, 1, k, k)
+        if size is not None and size > k:
+            # a k×k kernel with padding k//2 equals the same kernel zero-padded to size×size with padding size//2
+            p = (size - k) // 2
+            weight = F.pad(weight, (p, p, p, p))
+        return weight, attention @ self.bias
+
+
+def depthwise_per_sample(x, weight, bias, gelu=False):
+    """Depthwise conv of each sample n of ``x`` (B×C×H×W) with its own kernels weight[n] (C×1×k×k) and bias[n].
+
+    Followed by exact GELU if ``gelu``. Samples stay independent; one conv per sample keeps the channels-last layout
+    (folding B into the channels, as the reference does, would copy the features twice).
+    """
+    b, c = x.shape[:2]
+    weight, bias = weight.to(x.dtype), bias.to(x.dtype)
+    pad = weight.shape[-1] // 2
+    if _fused(x):
+        def conv(n):
+            return torch.ops.mkldnn._convolution_pointwise(x[n:n + 1], weight[n], bias[n], [pad, pad], [1, 1], [1, 1],
+                                                           c, 'gelu' if gelu else 'none', [], 'none' if gelu else '')
+    else:
+        def conv(n):
+            out = F.conv2d(x[n:n + 1], weight[n], bias[n], padding=pad, groups=c)
+            return _gelu(out) if gelu else out
+    return conv(0) if b == 1 else torch.cat([conv(n) for n in range(b)])
 
 
 class DynamicConv(nn.Module):
@@ -165,14 +281,21 @@ class MixFFN(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x):
-        b, c, h, w = x.shape
+        c = x.shape[1]
+        xn = _nhwc(x)
         # Fidelity: GELU after proj_in and after each dynamic conv (absent from the paper's figure).
-        y = self.act(self.proj_in(self.norm(x)))
-        y1 = self.act(self.conv1(y[:, :c]))
-        y2 = self.act(self.conv2(y[:, c:]))
-        # channel shuffle: output channel 2i = y1 channel i, 2i+1 = y2 channel i
-        y = torch.stack((y1, y2), dim=2).view(b, 2 * c, h, w)
-        return self.proj_out(y) + x  # Fidelity: the DML has a residual connection.
+        y = _linear(self.norm.forward_nhwc(xn), _matrix(self.proj_in), self.proj_in.bias, gelu=True)
+        # both dynamic convs as one 7×7 depthwise conv over the 2C channels: the 5×5 kernels zero-padded
+        g = y.mean((1, 2))
+        conv1, conv2 = self.conv1.conv, self.conv2.conv
+        size = max(conv1.aggregation.kernel_size, conv2.aggregation.kernel_size)
+        w1, b1 = conv1.aggregation.mix(conv1.attention.from_pooled(g[:, :c]), size)
+        w2, b2 = conv2.aggregation.mix(conv2.attention.from_pooled(g[:, c:]), size)
+        y = _nhwc(depthwise_per_sample(_nchw(y), torch.cat((w1, w2), 1), torch.cat((b1, b2), 1), gelu=True))
+        # channel shuffle (channel 2i = y1 channel i, 2i+1 = y2 channel i) as a permutation of proj_out's columns
+        weight = _matrix(self.proj_out)
+        weight = torch.cat((weight[:, 0::2], weight[:, 1::2]), 1)
+        return _nchw(_linear(y, weight, self.proj_out.bias, add=xn))  # Fidelity: the DML has a residual.
 
 
 class BasicBlock(nn.Module):
@@ -242,12 +365,65 @@ class SRConvNet(nn.Module):
 
     def forward(self, x):
         x = x * self.img_range  # Fidelity: no mean shift (the reference's MeanShift modules are never called).
-        feat = self.to_feat(x)
+        feat = self.to_feat(x.contiguous(memory_format=torch.channels_last))
         feat = self.blocks(feat) + feat
-        out = self.tail(self.upsampling(feat))
         # Fidelity: global skip is bilinear upsampling of the raw input, align_corners=False.
-        skip = F.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
-        return (out + skip.to(out.dtype)) / self.img_range
+        out = F.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
+        out = self.add_upsample_tail(_nhwc(feat), out)
+        return out.div_(self.img_range) if _inplace() else out / self.img_range
+
+    def _stages(self):
+        """(conv, r) of each conv + PixelShuffle(r) + GELU stage of the upsampler."""
+        convs = [m for m in self.upsampling if isinstance(m, nn.Conv2d)]
+        shuffles = [m for m in self.upsampling if isinstance(m, nn.PixelShuffle)]
+        return [(conv, shuffle.upscale_factor) for conv, shuffle in zip(convs, shuffles)]
+
+    def add_upsample_tail(self, feat, out):
+        """``out + tail(upsampling(feat))`` for B×H×W×C features ``feat`` and a B×3×sH×sW tensor ``out``.
+
+        PixelShuffle is a permutation and GELU and 1×1 convs act per pixel, so each upsampler stage runs on the LR
+        grid with its output channels reordered to (sub-row, sub-column, channel), and the sub-pixels are moved to
+        the HR grid once, after the last stage. Without autograd this runs in strips of LR rows (each with one
+        extra LR row on either side, which the tail's 3×3 window needs) and ``out`` is updated in place, so only a
+        strip of the C-channel HR map exists at a time.
+        """
+        b, h, w, c = feat.shape
+        s = self.upscale
+        stages = [(self._subpixel_matrix(conv, r), self._subpixel_bias(conv, r), r) for conv, r in self._stages()]
+        if _inplace():
+            rows = max(1, STRIP_ELEMENTS // (w * s * s * c))
+        else:
+            rows = h
+        for n in range(b):
+            for r0 in range(0, h, rows):
+                r1 = min(h, r0 + rows)
+                e0, e1 = max(0, r0 - 1), min(h, r1 + 1)  # with the neighbouring LR rows, if any
+                u = feat[n:n + 1, e0:e1]
+                for weight, bias, r in stages:
+                    # (..., r, r, C): the sub-pixel (i, j) of every pixel so far, then the channels
+                    u = _linear(u, weight, bias, gelu=True).unflatten(-1, (r, r, c))
+                # axes 1, rows, W, (i1, j1), (i2, j2), ..., C -> 1, rows, i1, i2, ..., W, j1, j2, ..., C
+                rows_sub = [3 + 2 * i for i in range(len(stages))]
+                cols_sub = [4 + 2 * i for i in range(len(stages))]
+                u = u.permute(0, 1, *rows_sub, 2, *cols_sub, u.dim() - 1).reshape(1, (e1 - e0) * s, w * s, c)
+                # zero padding is right at the image border; rows next to a strip border are cut off below
+                tail = self.tail(_nchw(u))[:, :, (r0 - e0) * s:(r1 - e0) * s].to(out.dtype)
+                if _inplace():
+                    out[n:n + 1, :, r0 * s:r1 * s] += tail
+                else:
+                    out = torch.cat((out[:n], out[n:n + 1] + tail, out[n + 1:]))
+        return out
+
+    @staticmethod
+    def _subpixel_matrix(conv, r):
+        """1×1 conv weight with output channels reordered from PixelShuffle's c·r² + i·r + j to (i·r + j)·C + c."""
+        weight = _matrix(conv)
+        return weight.view(-1, r * r, weight.shape[1]).transpose(0, 1).reshape(weight.shape)
+
+    @staticmethod
+    def _subpixel_bias(conv, r):
+        """Bias of a 1×1 conv reordered like ``_subpixel_matrix``."""
+        return conv.bias.view(-1, r * r).t().reshape(-1)
 
 
 def count_parameters(model):

@@ -1,0 +1,45 @@
+"""scripts/benchmark_speed.py runs end to end and reports what it claims (correctness only: no timing asserted)."""
+import importlib
+import json
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+
+
+@pytest.fixture(scope='module')
+def bench():
+    # imported by name from scripts/, so that the memory probe's spawned process can import it as well
+    sys.path.insert(0, str(REPO_ROOT / 'scripts'))
+    try:
+        yield importlib.import_module('benchmark_speed')
+    finally:
+        sys.path.remove(str(REPO_ROOT / 'scripts'))
+
+
+def test_benchmark_script_reports_both_models(bench, tmp_path, capsys):
+    threads = torch.get_num_threads()
+    out = tmp_path / 'bench.json'
+    try:
+        bench.main(['--out-size', '24', '35', '--scales', '3', '--runs', '2', '--threads', '1', '--json', str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    (row, ) = json.loads(out.read_text())['results']
+    assert row['scale'] == 3 and row['lr_size'] == [8, 12]
+    for name in ('srconvnet', 'edsr'):
+        assert len(row['times_s'][name]) == 2 and min(row['times_s'][name]) > 0
+        assert row['peak_memory_bytes'][name] > 0  # measured in a fresh process
+    assert row['ratio'] > 0
+    assert '| ×3 | 8×12 |' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('argv,message', [(['--runs', '0'], '--runs must be at least 1, got 0'),
+                                          (['--precision', 'fp16'], 'fp16 is for GPUs'),
+                                          (['--out-size', '0', '8'], '--out-size must be positive')])
+def test_benchmark_script_refuses_bad_options(bench, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
