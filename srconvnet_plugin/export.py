@@ -25,7 +25,7 @@ import tempfile
 import torch
 from torch import nn
 
-from srconvnet_plugin.archs.srconvnet_arch import FourierUnit, KernelAggregation, LayerNorm2d
+from srconvnet_plugin.archs.srconvnet_arch import FourierUnit, KernelAggregation, LayerNorm2d, reference_forward
 from srconvnet_plugin.convert import CheckpointError
 
 DEFAULT_OPSET = 17  # LayerNormalization needs 17; nothing here needs more
@@ -118,9 +118,18 @@ def to_exportable(model):
     """Deep copy of ``model`` with its FFT and shape-dependent modules swapped for exportable equivalents.
 
     ``FourierUnit`` → ``MatrixDFTFourierUnit``; ``LayerNorm2d`` and ``KernelAggregation`` → versions whose channel
-    counts and kernel shapes are Python constants (batch of one). Parameters are shared with ``model``'s copy.
+    counts and kernel shapes are Python constants (batch of one). Parameters are shared with ``model``'s copy. The copy
+    always takes SRConvNet's straightforward path (``reference_forward``), whose modules are the ones swapped here;
+    the fast path's fusions are not exportable.
     """
     model = copy.deepcopy(model)
+    fast_forward = model.forward
+
+    def forward(*args, **kwargs):
+        with reference_forward():
+            return fast_forward(*args, **kwargs)
+
+    model.forward = forward
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, FourierUnit):

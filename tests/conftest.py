@@ -27,3 +27,13 @@ def tiny_sr_sets(tmp_path_factory):
         'train': make_paired_set(root / 'train', TEXTURED_PHOTOS[:4], scale=4, gt_size=96),
         'val': make_paired_set(root / 'val', TEXTURED_PHOTOS[4:], scale=4, gt_size=96, lmdb=False),
     }
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread (used by the comparison tests): on CI's 2 shared cores, 2 threads can be 10-100× slower."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -20,6 +20,8 @@ intermediate results are overwritten in place, the upsampler and tail work in st
 and float32 on CPU uses oneDNN's fused kernels (matmul/conv + bias + exact GELU or + residual in one pass, see
 ``_fused``); with autograd every operation is out of place and plain.
 """
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,6 +31,26 @@ from basicsr.utils.registry import ARCH_REGISTRY
 SUPPORTED_SCALES = (2, 3, 4)
 # upsampler/tail strips hold about this many elements of the widest (pixel-shuffled, C-channel) map when not training
 STRIP_ELEMENTS = 1 << 24
+
+
+_FORCE_REFERENCE = False
+
+
+@contextlib.contextmanager
+def reference_forward():
+    """Run SRConvNet's straightforward computation (the reference's operations, one by one) inside this block."""
+    global _FORCE_REFERENCE
+    saved, _FORCE_REFERENCE = _FORCE_REFERENCE, True
+    try:
+        yield
+    finally:
+        _FORCE_REFERENCE = saved
+
+
+def _reference():
+    """Whether to take the straightforward path: inside ``reference_forward()`` or while tracing, so that FLOP counters
+    (mmengine) and the ONNX exporter see the reference's operations rather than the fast path's fusions."""
+    return _FORCE_REFERENCE or torch.jit.is_tracing()
 
 
 def _nhwc(x):
@@ -54,7 +76,7 @@ def _fused(x):
     They have no backward, so training and every other device or dtype take the plain path; so does
     ``torch.compile``, which makes its own fusions.
     """
-    return (x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled()
+    return (x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled() and not _reference()
             and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
             and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
@@ -131,6 +153,8 @@ class FourierUnit(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             if in_dtype not in (torch.float32, torch.float64):
                 x = x.float()
+            if _reference():
+                return self.forward_reference(x)
             # B×H×(W//2+1)×C complex spectrum of the channels-last map
             spec = torch.fft.rfft2(_nhwc(x), dim=(1, 2), norm='ortho')  # Fidelity: orthonormal, one-sided along W.
             # Fidelity: channel 2c = Re(Y_c), channel 2c+1 = Im(Y_c): exactly the view_as_real layout of the last axis.
@@ -139,6 +163,17 @@ class FourierUnit(nn.Module):
             spec = torch.view_as_complex(spec.view(b, h, w // 2 + 1, c, 2))
             # Fidelity: irfft2 drops the imaginary part of the W-frequency 0 (and W/2) column of the non-Hermitian map.
             return _nchw(torch.fft.irfft2(spec, s=(h, w), dim=(1, 2), norm='ortho'))
+
+    def forward_reference(self, x):
+        """The reference's steps on a float32/float64 B×C×H×W map."""
+        b, c, h, w = x.shape
+        spec = torch.fft.rfft2(x, norm='ortho')  # Fidelity: orthonormal scaling, one-sided along W.
+        # Fidelity: channel 2c = Re(Y_c), channel 2c+1 = Im(Y_c) (interleaved, not two blocks of C).
+        spec = torch.view_as_real(spec).permute(0, 1, 4, 2, 3).reshape(b, 2 * c, h, w // 2 + 1)
+        spec = self.act(F.conv2d(spec, self.conv_layer.weight.to(spec.dtype)))
+        spec = spec.view(b, c, 2, h, w // 2 + 1).permute(0, 1, 3, 4, 2).contiguous()
+        # Fidelity: irfft2 drops the imaginary part of the W-frequency 0 (and W/2) column of the non-Hermitian map.
+        return torch.fft.irfft2(torch.view_as_complex(spec), s=(h, w), norm='ortho')
 
 
 class FConvMod(nn.Module):
@@ -156,6 +191,8 @@ class FConvMod(nn.Module):
         self.proj = nn.Conv2d(num_feat, num_feat, 1)
 
     def forward(self, x):
+        if _reference():
+            return self.forward_reference(x)
         b, c, h, w = x.shape
         xn = _nhwc(x)
         y = self.norm.forward_nhwc(xn)
@@ -171,6 +208,17 @@ class FConvMod(nn.Module):
         z = _nhwc(_conv_add(self.CPE, _nchw(xn), _nchw(z)))
         return _nchw(_linear(z, _matrix(self.proj), self.proj.bias, add=xn))
 
+    def forward_reference(self, x):
+        """The reference's steps, one operation each."""
+        b, c, h, w = x.shape
+        pe = self.CPE(x)
+        y = self.norm(x)
+        a = self.a(y)
+        v = self.v(y)
+        scale = self.layer_scale.repeat_interleave(c // self.num_heads).view(1, c, 1, 1)
+        z = torch.softmax((scale * a * v).reshape(b, c, h * w), dim=-1).view(b, c, h, w).to(pe.dtype)
+        return self.proj(z + pe) + x
+
 
 class KernelAttention(nn.Module):
     """Per-sample weights of the K kernels of a dynamic conv: pool, 1×1 conv, GELU, 1×1 conv, sigmoid."""
@@ -184,6 +232,9 @@ class KernelAttention(nn.Module):
         self.conv2 = nn.Conv2d(hidden, num_kernels, 1)
 
     def forward(self, x):
+        if _reference():
+            g = F.adaptive_avg_pool2d(x, 1)
+            return torch.sigmoid(self.conv2(self.act(self.conv1(g))).flatten(1))
         return self.from_pooled(x.mean((2, 3)))
 
     def from_pooled(self, g):
@@ -281,6 +332,8 @@ class MixFFN(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x):
+        if _reference():
+            return self.forward_reference(x)
         c = x.shape[1]
         xn = _nhwc(x)
         # Fidelity: GELU after proj_in and after each dynamic conv (absent from the paper's figure).
@@ -296,6 +349,15 @@ class MixFFN(nn.Module):
         weight = _matrix(self.proj_out)
         weight = torch.cat((weight[:, 0::2], weight[:, 1::2]), 1)
         return _nchw(_linear(y, weight, self.proj_out.bias, add=xn))  # Fidelity: the DML has a residual.
+
+    def forward_reference(self, x):
+        """The reference's steps: each dynamic conv on its half, then the explicit channel shuffle."""
+        b, c, h, w = x.shape
+        y = self.act(self.proj_in(self.norm(x)))
+        y1 = self.act(self.conv1(y[:, :c]))
+        y2 = self.act(self.conv2(y[:, c:]))
+        y = torch.stack((y1, y2), dim=2).reshape(b, 2 * c, h, w)
+        return self.proj_out(y) + x
 
 
 class BasicBlock(nn.Module):
@@ -365,6 +427,11 @@ class SRConvNet(nn.Module):
 
     def forward(self, x):
         x = x * self.img_range  # Fidelity: no mean shift (the reference's MeanShift modules are never called).
+        if _reference():
+            feat = self.to_feat(x)
+            feat = self.blocks(feat) + feat
+            skip = F.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
+            return (self.tail(self.upsampling(feat)) + skip.to(feat.dtype)) / self.img_range
         feat = self.to_feat(x.contiguous(memory_format=torch.channels_last))
         feat = self.blocks(feat) + feat
         # Fidelity: global skip is bilinear upsampling of the raw input, align_corners=False.
@@ -431,4 +498,4 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ['SRConvNet', 'SUPPORTED_SCALES', 'count_parameters']
+__all__ = ['SRConvNet', 'SUPPORTED_SCALES', 'count_parameters', 'reference_forward']

@@ -1,10 +1,12 @@
 """SRConvNet computes exactly what the authors' implementation computes (goldens in ../shared/srconvnet/golden)."""
+import contextlib
+
 import pytest
 import torch
 
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet, count_parameters
+from srconvnet_plugin.archs.srconvnet_arch import SRConvNet, count_parameters, reference_forward
 from srconvnet_plugin.convert import convert
 
 GOLDENS = ['srconvnet_x4_small_a.pt', 'srconvnet_x3_small_b.pt']
@@ -34,13 +36,15 @@ def golden_model(golden, tmp_path):
     return model
 
 
+@pytest.mark.parametrize('path', ['fast', 'reference'])
 @pytest.mark.parametrize('name', GOLDENS)
-def test_float64_parity_with_reference(name, golden_dir, tmp_path):
+def test_float64_parity_with_reference(name, path, golden_dir, tmp_path):
+    """Both the fast path and the straightforward one (taken while tracing: FLOP counting, ONNX export)."""
     golden = torch.load(golden_dir / name, weights_only=True)
     model = golden_model(golden, tmp_path)
     captured = {}
     model.blocks[0].attention.a.register_forward_hook(lambda m, i, o: captured.__setitem__('a', o))
-    with torch.no_grad():
+    with torch.no_grad(), (reference_forward() if path == 'reference' else contextlib.nullcontext()):
         out = model(golden['input'] / 255.) * 255.
     assert out.dtype == torch.float64
     assert (out - golden['output']).abs().max().item() < 1e-8

@@ -14,6 +14,8 @@ from basicsr.archs import build_network
 from basicsr.utils.matlab_functions import imresize
 from srconvnet_plugin.compare import main
 
+pytestmark = pytest.mark.usefixtures('one_thread')  # see tests/conftest.py
+
 TINY = 'type=SRConvNet,num_feat=16,num_block=1,num_heads=4,num_kernels=4'
 TINY_SWINIR = 'type=SwinIR,embed_dim=12,depths=[1],num_heads=[2],window_size=8,mlp_ratio=2,upsampler=pixelshuffledirect'
 

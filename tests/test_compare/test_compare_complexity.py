@@ -11,6 +11,8 @@ from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
 from srconvnet_plugin.compare import PRESETS, available_archs, input_channels, opt_for_scale
 from srconvnet_plugin.complexity import count_complexity, reparameterised_params
 
+pytestmark = pytest.mark.usefixtures('one_thread')  # see tests/conftest.py
+
 
 def test_srconvnet_x4_at_720p_matches_the_spec_table():
     """SPEC.md: 24.05 G MACs by the counter at a 1280×720 output (LR 180×320), 25.28 G with FFT and products."""

@@ -7,6 +7,8 @@ import torch
 
 from srconvnet_plugin.profiling import cpu_peak_memory, measure_latency
 
+pytestmark = pytest.mark.usefixtures('one_thread')  # see tests/conftest.py
+
 
 def test_latency_times_each_run_after_warmup():
     calls = []
