@@ -136,7 +136,7 @@ def _plain(obj):
 def run_stage(args, run_dir, log_path, desc, total=None):
     """Run a plugin entry point in ``run_dir``, logging to ``log_path`` and showing a progress bar over iterations."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (PACKAGE_ROOT, os.environ.get('PYTHONPATH')) if p))
-    pattern = re.compile(r'iter:\s*([\d,]+)')
+    pattern = re.compile(r'\[epoch:.*?iter:\s*([\d,]+)')  # BasicSR's MessageLogger: [epoch:  0, iter:     10, ...
     with open(log_path, 'w') as log, tqdm(total=total, desc=desc, unit='iter' if total else ' line') as pbar:
         proc = subprocess.Popen([sys.executable, '-m', *args], cwd=run_dir, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
