@@ -3,13 +3,9 @@
 
 Results (``results/<name>/``: log, ``visualization/``) go under the current working directory.
 """
-import argparse
-import os
-
 import srconvnet_plugin  # noqa: F401  (torchvision alias before basicsr, registers SRConvNet)
-from srconvnet_plugin.compat import DataFaultError, apply_pipeline_shims
-from srconvnet_plugin.faults import TrainingStopped
-from srconvnet_plugin.options import OptionFileError
+from srconvnet_plugin.compat import apply_pipeline_shims
+from srconvnet_plugin.entry import run_pipeline
 
 apply_pipeline_shims()
 
@@ -18,13 +14,7 @@ from basicsr.test import test_pipeline  # noqa: E402
 
 def main():
     """Run ``basicsr.test.test_pipeline`` with root_path = the current working directory."""
-    try:
-        test_pipeline(os.getcwd())
-    except OptionFileError as e:
-        argparse.ArgumentParser(prog='srconvnet-test').exit(2, f'srconvnet-test: error: {e}\n')
-    except (TrainingStopped, DataFaultError) as e:  # a fault, named; what was saved before is complete
-        parser = argparse.ArgumentParser(prog='srconvnet-test')
-        parser.exit(getattr(e, 'exit_code', 1), f'srconvnet-test: error: {e}\n')
+    run_pipeline(test_pipeline, 'srconvnet-test')
 
 
 if __name__ == '__main__':

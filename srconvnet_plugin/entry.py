@@ -1,0 +1,21 @@
+"""What the ``train`` and ``test`` entry points share: run a BasicSR pipeline from the current working directory and
+turn the plugin's named errors into an exit code and one message."""
+import argparse
+import os
+
+from srconvnet_plugin.compat import DataFaultError, apply_pipeline_shims
+from srconvnet_plugin.faults import TrainingStopped
+from srconvnet_plugin.options import OptionFileError
+
+
+def run_pipeline(pipeline, prog):
+    """Run ``pipeline(root_path)`` (``basicsr.train.train_pipeline`` or ``basicsr.test.test_pipeline``) with
+    root_path = the current working directory: outputs land where the user is, never in site-packages."""
+    apply_pipeline_shims()
+    parser = argparse.ArgumentParser(prog=prog)
+    try:
+        pipeline(os.getcwd())
+    except OptionFileError as e:  # refused before anything was created
+        parser.exit(2, f'{prog}: error: {e}\n')
+    except (TrainingStopped, DataFaultError) as e:  # a fault, named; what was saved before is complete
+        parser.exit(getattr(e, 'exit_code', 1), f'{prog}: error: {e}\n')
