@@ -58,12 +58,14 @@ def _mod_crop(img, scale):
     return img[:h - h % scale, :w - w % scale]
 
 
-def _make_lmdb(paths, lmdb_path):
-    """An LMDB (with meta_info.txt) of PNG files by BasicSR's own maker; the map size is computed, not guessed."""
+def _make_lmdb(paths, shapes, lmdb_path):
+    """An LMDB (with meta_info.txt) of the PNG files ``paths`` (images of ``shapes``) by BasicSR's own maker; the map
+    size is computed from the shapes (``data_preparation.lmdb_map_size``), not guessed."""
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
-    # raw decoded size of each image plus headroom: PNG records are never larger than the raw pixels by much
-    map_size = sum(cv2.imread(p).nbytes * 2 for p in paths) + (16 << 20)
+    from srconvnet_plugin.data_preparation import lmdb_map_size
+
+    map_size = lmdb_map_size(shapes)
     make_lmdb_from_imgs(osp.dirname(paths[0]), lmdb_path, [osp.basename(p) for p in paths],
                         [osp.splitext(osp.basename(p))[0] for p in paths], map_size=map_size)
 
@@ -71,6 +73,7 @@ def _make_lmdb(paths, lmdb_path):
 def build_data(data_dir, scale):
     """Write the demo's data: training HR/LR as LMDBs, validation HR/LR as PNG folders. Returns the val names."""
     folders = {'train_HR': [], f'train_LRx{scale}': []}
+    shapes = {folder: [] for folder in folders}
     for name in tqdm(TRAIN_IMAGES, desc='training images', unit='img'):
         hr = _mod_crop(_photo(name), scale)
         for folder, img in (('train_HR', hr), (f'train_LRx{scale}', _bicubic(hr, 1 / scale))):
@@ -78,8 +81,9 @@ def build_data(data_dir, scale):
             path = osp.join(data_dir, 'train', folder, f'{name}.png')
             cv2.imwrite(path, img)
             folders[folder].append(path)
+            shapes[folder].append(img.shape)
     for folder, paths in folders.items():
-        _make_lmdb(paths, osp.join(data_dir, f'{folder}.lmdb'))
+        _make_lmdb(paths, shapes[folder], osp.join(data_dir, f'{folder}.lmdb'))
 
     for name, box in tqdm(VAL_IMAGES.items(), desc='validation images', unit='img'):
         hr = _photo(name)
