@@ -30,7 +30,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 SUPPORTED_SCALES = (2, 3, 4)
 # upsampler/tail strips hold about this many elements of the widest (pixel-shuffled, C-channel) map when not training
-STRIP_ELEMENTS = 1 << 24
+STRIP_ELEMENTS = 1 << 20
 
 
 _FORCE_REFERENCE = False
@@ -197,16 +197,18 @@ class FConvMod(nn.Module):
         xn = _nhwc(x)
         y = self.norm.forward_nhwc(xn)
         a = _nhwc(self.a(_nchw(y)))
-        # heads are contiguous channel groups: channel = head·d + j, so the scale repeats d times along C;
-        # scale·v is computed by v's conv with scaled weights and bias.
-        scale = self.layer_scale.repeat_interleave(c // self.num_heads)
         # Fidelity: the reference's raster-order chunk split of the H·W axis is elementwise, hence a no-op: dropped.
-        z = _linear(y, scale[:, None] * _matrix(self.v), scale * self.v.bias, mul=a).view(b, h * w, c)
+        z = _linear(y, *self.scaled_v(), mul=a).view(b, h * w, c)
         # Fidelity: softmax over all H·W positions per channel, so each map sums to 1 (magnitude ~ 1/(H·W)).
         z = torch.softmax(z, dim=1).view(b, h, w, c)
         # Fidelity: positional term (CPE) from the raw block input, before the norm.
         z = _nhwc(_conv_add(self.CPE, _nchw(xn), _nchw(z)))
         return _nchw(_linear(z, _matrix(self.proj), self.proj.bias, add=xn))
+
+    def scaled_v(self):
+        """Weight and bias of ``layer_scale · v`` (heads are contiguous channel groups: the scale repeats d times)."""
+        scale = self.layer_scale.repeat_interleave(self.v.out_channels // self.num_heads)
+        return scale[:, None] * _matrix(self.v), scale * self.v.bias
 
     def forward_reference(self, x):
         """The reference's steps, one operation each."""
@@ -273,18 +275,19 @@ class KernelAggregation(nn.Module):
         return weight, attention @ self.bias
 
 
-def depthwise_per_sample(x, weight, bias, gelu=False):
+def depthwise_per_sample(x, weight, bias, gelu=False, padding=None):
     """Depthwise conv of each sample n of ``x`` (B×C×H×W) with its own kernels weight[n] (C×1×k×k) and bias[n].
 
-    Followed by exact GELU if ``gelu``. Samples stay independent; one conv per sample keeps the channels-last layout
-    (folding B into the channels, as the reference does, would copy the features twice).
+    Zero padding ``padding`` (rows, columns), default k // 2 on both. Followed by exact GELU if ``gelu``. Samples
+    stay independent; one conv per sample keeps the channels-last layout (folding B into the channels, as the
+    reference does, would copy the features twice).
     """
     b, c = x.shape[:2]
     weight, bias = weight.to(x.dtype), bias.to(x.dtype)
-    pad = weight.shape[-1] // 2
+    pad = list(padding) if padding is not None else [weight.shape[-1] // 2] * 2
     if _fused(x):
         def conv(n):
-            return torch.ops.mkldnn._convolution_pointwise(x[n:n + 1], weight[n], bias[n], [pad, pad], [1, 1], [1, 1],
+            return torch.ops.mkldnn._convolution_pointwise(x[n:n + 1], weight[n], bias[n], pad, [1, 1], [1, 1],
                                                            c, 'gelu' if gelu else 'none', [], 'none' if gelu else '')
     else:
         def conv(n):
@@ -338,17 +341,27 @@ class MixFFN(nn.Module):
         xn = _nhwc(x)
         # Fidelity: GELU after proj_in and after each dynamic conv (absent from the paper's figure).
         y = _linear(self.norm.forward_nhwc(xn), _matrix(self.proj_in), self.proj_in.bias, gelu=True)
-        # both dynamic convs as one 7×7 depthwise conv over the 2C channels: the 5×5 kernels zero-padded
-        g = y.mean((1, 2))
+        weight, bias = self.dynamic_kernels(y.mean((1, 2)))
+        y = _nhwc(depthwise_per_sample(_nchw(y), weight, bias, gelu=True))
+        return _nchw(_linear(y, self.shuffled_proj_out(), self.proj_out.bias, add=xn))  # Fidelity: DML residual.
+
+    def dynamic_kernels(self, g):
+        """Per-sample kernels (B×2C×1×k×k) and biases (B×2C) of both dynamic convs from the pooled 2C channels ``g``.
+
+        Both run as one depthwise conv over the 2C channels with the larger kernel size: the 5×5 kernels
+        zero-padded to 7×7 (the same convolution).
+        """
+        c = g.shape[1] // 2
         conv1, conv2 = self.conv1.conv, self.conv2.conv
         size = max(conv1.aggregation.kernel_size, conv2.aggregation.kernel_size)
         w1, b1 = conv1.aggregation.mix(conv1.attention.from_pooled(g[:, :c]), size)
         w2, b2 = conv2.aggregation.mix(conv2.attention.from_pooled(g[:, c:]), size)
-        y = _nhwc(depthwise_per_sample(_nchw(y), torch.cat((w1, w2), 1), torch.cat((b1, b2), 1), gelu=True))
-        # channel shuffle (channel 2i = y1 channel i, 2i+1 = y2 channel i) as a permutation of proj_out's columns
+        return torch.cat((w1, w2), 1), torch.cat((b1, b2), 1)
+
+    def shuffled_proj_out(self):
+        """proj_out's matrix with the channel shuffle (2i = y1 channel i, 2i+1 = y2 channel i) in its columns."""
         weight = _matrix(self.proj_out)
-        weight = torch.cat((weight[:, 0::2], weight[:, 1::2]), 1)
-        return _nchw(_linear(y, weight, self.proj_out.bias, add=xn))  # Fidelity: the DML has a residual.
+        return torch.cat((weight[:, 0::2], weight[:, 1::2]), 1)
 
     def forward_reference(self, x):
         """The reference's steps: each dynamic conv on its half, then the explicit channel shuffle."""
@@ -370,6 +383,128 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         return self.ffn(self.attention(x))
+
+
+# strip-wise inference of the body: strips of about this many elements of the 2C-channel DML map
+BODY_STRIP_ELEMENTS = 1 << 20
+
+
+def _strips(x, blocks):
+    """Whether the body runs strip-wise (``body_in_strips``): on CPU without autograd, in float32 or float64, and
+    while no forward hook watches a module of the body (the strip-wise schedule does not call their forwards)."""
+    return (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64) and not torch.is_grad_enabled()
+            and not _reference() and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
+            and not _hooked(blocks))
+
+
+def _hooked(module):
+    """Whether a forward hook (global, or on ``module`` or a submodule) would see its modules' inputs or outputs."""
+    from torch.nn.modules import module as module_lib
+    if module_lib._global_forward_hooks or module_lib._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+
+
+def _zero_padded(like, h, w, c, pad):
+    """An uninitialised 1×(h + 2·pad)×w×c buffer whose ``pad`` first and last rows are zero."""
+    buf = like.new_empty(1, h + 2 * pad, w, c)
+    buf[:, :pad].zero_()
+    buf[:, h + pad:].zero_()
+    return buf
+
+
+def body_in_strips(blocks, feat):
+    """``blocks(feat) + feat`` for one sample's features (1×H×W×C), without autograd, on CPU.
+
+    The same operations as the blocks' forward, scheduled for the cache and for few, reused buffers: everything
+    that acts per pixel or on a small window (norms, 1×1 convs, CPE, dynamic depthwise convs, residuals) runs in
+    strips of rows whose temporaries stay in the cache, and results go into a handful of full-size buffers allocated
+    once. The three steps that need the whole map are split the same way: the Fourier unit's 2-D FFTs are 1-D FFTs
+    along W on row strips and along H on column strips (where the frequency-domain conv runs as well); the softmax
+    over all positions takes each strip's exponentials with the strip's own maximum and rescales them once the
+    global maximum and sum are known; the dynamic convs' global average is summed strip by strip.
+    """
+    _, h, w, c = feat.shape
+    rows = max(1, BODY_STRIP_ELEMENTS // (w * 2 * c))
+    strips = [(r0, min(h, r0 + rows)) for r0 in range(0, h, rows)]
+    wf = w // 2 + 1
+    cols = max(1, BODY_STRIP_ELEMENTS // (h * 2 * c))
+    blocks = list(blocks)
+    k = max(max(b.ffn.conv1.conv.aggregation.kernel_size, b.ffn.conv2.conv.aggregation.kernel_size) for b in blocks)
+    p = k // 2
+    x = _zero_padded(feat, h, w, c, 1)  # block input, zero rows above and below for the CPE's 3×3 window
+    xa = feat.new_empty(1, h, w, c)  # output of the attention (FMA)
+    y = feat.new_empty(1, h, w, c)  # normed input of the attention
+    e = feat.new_empty(1, h, w, c)  # exponentials of the attention's softmax
+    complex_dtype = torch.complex128 if feat.dtype == torch.float64 else torch.complex64
+    spec = feat.new_empty(1, h, wf, c, dtype=complex_dtype)  # spectrum of y (NHWC: view_as_real interleaves)
+    u = _zero_padded(feat, h, w, 2 * c, p)  # expanded DML map, zero rows for the dynamic convs' windows
+
+    def norm_and_rfft(norm, r0, r1):
+        """y = LN(x) on rows r0..r1 and their FFT along W (orthonormal: 1/sqrt(W) here, 1/sqrt(H) along H)."""
+        y[:, r0:r1] = norm.forward_nhwc(x[:, 1 + r0:1 + r1])
+        torch.fft.rfft(y[:, r0:r1], dim=2, norm='ortho', out=spec[:, r0:r1])
+
+    x[:, 1:h + 1] = feat
+    for r0, r1 in strips:
+        norm_and_rfft(blocks[0].attention.norm, r0, r1)
+    for i, block in enumerate(blocks):
+        att, ffn = block.attention, block.ffn
+        # Fourier unit: FFT along H, frequency-domain 1×1 conv + GELU and inverse FFT along H, column strip by strip
+        spectral = _matrix(att.a.conv_layer).to(feat.dtype)
+        for c0 in range(0, wf, cols):
+            f = torch.fft.fft(spec[:, :, c0:c0 + cols], dim=1, norm='ortho')
+            # Fidelity: channel 2c = Re, 2c+1 = Im (the view_as_real layout), GELU on both parts separately
+            f = _linear(torch.view_as_real(f.contiguous()).flatten(-2), spectral, gelu=True)
+            spec[:, :, c0:c0 + cols] = torch.fft.ifft(torch.view_as_complex(f.unflatten(-1, (c, 2))), dim=1,
+                                                      norm='ortho')
+        # z = layer_scale·a·v with a = the inverse FFT along W, then exp(z − strip max) into e
+        v_weight, v_bias = att.scaled_v()
+        maxima, sums = [], []
+        for r0, r1 in strips:
+            # Fidelity: irfft drops the imaginary part of the W-frequency 0 (and W/2) column
+            a = torch.fft.irfft(spec[:, r0:r1], n=w, dim=2, norm='ortho')
+            z = _linear(y[:, r0:r1], v_weight, v_bias, mul=a)
+            m = z.amax((0, 1, 2))
+            torch.exp(z.sub_(m), out=e[:, r0:r1])
+            maxima.append(m)
+            sums.append(e[:, r0:r1].sum((0, 1, 2)))
+        # Fidelity: softmax over all H·W positions per channel: strip factor exp(m_strip − m) / Σ exp(z − m)
+        maxima = torch.stack(maxima)
+        factors = torch.exp(maxima - maxima.amax(0))
+        factors = factors / (factors * torch.stack(sums)).sum(0)
+        # FMA output = proj(softmax + CPE(x)) + x, then the DML's expansion, strip by strip
+        pooled = 0
+        proj, cpe = _matrix(att.proj), att.CPE
+        for (r0, r1), factor in zip(strips, factors):
+            z = _conv_add_rows(cpe, x[:, r0:r1 + 2], e[:, r0:r1].mul_(factor))
+            xa[:, r0:r1] = _linear(z, proj, att.proj.bias, add=x[:, 1 + r0:1 + r1])
+            t = _linear(ffn.norm.forward_nhwc(xa[:, r0:r1]), _matrix(ffn.proj_in), ffn.proj_in.bias, gelu=True)
+            u[:, p + r0:p + r1] = t
+            pooled = pooled + t.sum((0, 1, 2))
+        weight, bias = ffn.dynamic_kernels((pooled / (h * w))[None])
+        proj_out = ffn.shuffled_proj_out()
+        following = blocks[i + 1].attention.norm if i + 1 < len(blocks) else None
+        for r0, r1 in strips:
+            d = _nhwc(depthwise_per_sample(_nchw(u[:, r0:r1 + 2 * p]), weight, bias, gelu=True, padding=(0, p)))
+            x[:, 1 + r0:1 + r1] = _linear(d, proj_out, ffn.proj_out.bias, add=xa[:, r0:r1])
+            if following is not None:
+                norm_and_rfft(following, r0, r1)
+    return x[:, 1:h + 1].add_(feat)
+
+
+def _conv_add_rows(conv, x, other):
+    """``conv(x) + other`` written into ``other`` (B×H×W×C), for a 3×3 ``conv`` and B×(H+2)×W×C rows ``x``.
+
+    ``x`` holds one extra row above and below (zero at the image border); columns are zero-padded.
+    """
+    if _fused(x) and _fused(other):
+        torch.ops.mkldnn._convolution_pointwise_.binary(_nchw(other), _nchw(x), conv.weight, conv.bias, [0, 1],
+                                                        [1, 1], [1, 1], conv.groups, 'add', None, None, [], None)
+        return other
+    return other.add_(_nhwc(F.conv2d(_nchw(x), conv.weight.to(x.dtype), conv.bias.to(x.dtype), padding=(0, 1),
+                                     groups=conv.groups)))
+
 
 
 @ARCH_REGISTRY.register()
@@ -433,7 +568,10 @@ class SRConvNet(nn.Module):
             skip = F.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
             return (self.tail(self.upsampling(feat)) + skip.to(feat.dtype)) / self.img_range
         feat = self.to_feat(x.contiguous(memory_format=torch.channels_last))
-        feat = self.blocks(feat) + feat
+        if _strips(feat, self.blocks):
+            feat = torch.cat([_nchw(body_in_strips(self.blocks, _nhwc(feat[n:n + 1]))) for n in range(len(feat))])
+        else:
+            feat = self.blocks(feat) + feat
         # Fidelity: global skip is bilinear upsampling of the raw input, align_corners=False.
         out = F.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
         out = self.add_upsample_tail(_nhwc(feat), out)
@@ -449,36 +587,63 @@ class SRConvNet(nn.Module):
         """``out + tail(upsampling(feat))`` for B×H×W×C features ``feat`` and a B×3×sH×sW tensor ``out``.
 
         PixelShuffle is a permutation and GELU and 1×1 convs act per pixel, so each upsampler stage runs on the LR
-        grid with its output channels reordered to (sub-row, sub-column, channel), and the sub-pixels are moved to
-        the HR grid once, after the last stage. Without autograd this runs in strips of LR rows (each with one
-        extra LR row on either side, which the tail's 3×3 window needs) and ``out`` is updated in place, so only a
-        strip of the C-channel HR map exists at a time.
+        grid with its output channels reordered to (sub-row, sub-column, channel). With autograd, the sub-pixels
+        then move to the HR grid and the tail conv runs there. Without autograd, the tail's 3×3 conv is split into
+        its 9 taps: one product C → 9·out_ch per HR pixel (still on the LR grid), only those 9·out_ch values move to
+        the HR grid (instead of C), and ``out`` gets the 9 shifted tap maps added in place. This runs in strips of LR
+        rows (each with one extra LR row on either side, which the tail's 3×3 window needs), so only a strip of the
+        HR map exists at a time.
         """
         b, h, w, c = feat.shape
         s = self.upscale
         stages = [(self._subpixel_matrix(conv, r), self._subpixel_bias(conv, r), r) for conv, r in self._stages()]
-        if _inplace():
-            rows = max(1, STRIP_ELEMENTS // (w * s * s * c))
-        else:
-            rows = h
+        # axes 1, rows, W, (i1, j1), (i2, j2), ..., X -> 1, rows, i1, i2, ..., W, j1, j2, ..., X
+        rows_sub = [3 + 2 * i for i in range(len(stages))]
+        cols_sub = [4 + 2 * i for i in range(len(stages))]
+
+        def subpixels(u):
+            for weight, bias, r in stages:
+                # (..., r, r, C): the sub-pixel (i, j) of every pixel so far, then the channels
+                u = _linear(u, weight, bias, gelu=True).unflatten(-1, (r, r, c))
+            return u
+
+        if not _inplace():
+            u = subpixels(feat)
+            u = u.permute(0, 1, *rows_sub, 2, *cols_sub, u.dim() - 1).reshape(b, h * s, w * s, c)
+            return out + self.tail(_nchw(u)).to(out.dtype)
+        o, k = self.tail.out_channels, self.tail.kernel_size[0]
+        taps = self.tail.weight.permute(2, 3, 0, 1).reshape(k * k * o, c)  # rows (dy, dx, out channel)
+        # the tail is then a k×k conv of the k·k·O tap maps with one-hot kernels: output channel j sums the maps
+        # (dy, dx, j) shifted by (dy, dx)
+        pick = torch.zeros(o, k, k, o, k, k, dtype=feat.dtype, device=feat.device)
+        for dy in range(k):
+            for dx in range(k):
+                pick[:, dy, dx, :, dy, dx] = torch.eye(o, dtype=feat.dtype, device=feat.device)
+        pick = pick.view(o, k * k * o, k, k)
+        q = k // 2
+        rows = max(1, STRIP_ELEMENTS // (w * s * s * c))
+        # HR tap maps of a strip, after the last 2q HR rows of the previous strip (zero above the image)
+        buf = feat.new_empty(1, 2 * q + rows * s + q, w * s, k * k * o)
+        bias = self.tail.bias.to(feat.dtype)
         for n in range(b):
+            buf[:, :2 * q].zero_()
             for r0 in range(0, h, rows):
                 r1 = min(h, r0 + rows)
-                e0, e1 = max(0, r0 - 1), min(h, r1 + 1)  # with the neighbouring LR rows, if any
-                u = feat[n:n + 1, e0:e1]
-                for weight, bias, r in stages:
-                    # (..., r, r, C): the sub-pixel (i, j) of every pixel so far, then the channels
-                    u = _linear(u, weight, bias, gelu=True).unflatten(-1, (r, r, c))
-                # axes 1, rows, W, (i1, j1), (i2, j2), ..., C -> 1, rows, i1, i2, ..., W, j1, j2, ..., C
-                rows_sub = [3 + 2 * i for i in range(len(stages))]
-                cols_sub = [4 + 2 * i for i in range(len(stages))]
-                u = u.permute(0, 1, *rows_sub, 2, *cols_sub, u.dim() - 1).reshape(1, (e1 - e0) * s, w * s, c)
-                # zero padding is right at the image border; rows next to a strip border are cut off below
-                tail = self.tail(_nchw(u))[:, :, (r0 - e0) * s:(r1 - e0) * s].to(out.dtype)
-                if _inplace():
-                    out[n:n + 1, :, r0 * s:r1 * s] += tail
-                else:
-                    out = torch.cat((out[:n], out[n:n + 1] + tail, out[n + 1:]))
+                m = (r1 - r0) * s
+                t = _linear(subpixels(feat[n:n + 1, r0:r1]), taps.to(feat.dtype))
+                # the sub-pixels move to the HR grid: k·k·O values per HR pixel instead of C
+                hr = buf[:, 2 * q:2 * q + m]
+                hr.view(1, r1 - r0, *[t.shape[i] for i in rows_sub], w, *[t.shape[i] for i in cols_sub], -1).copy_(
+                    t.permute(0, 1, *rows_sub, 2, *cols_sub, t.dim() - 1))
+                first, last = r0 == 0, r1 == h
+                if last:
+                    buf[:, 2 * q + m:3 * q + m].zero_()  # zero below the image
+                # input HR rows r0·s − 2q (r0·s − q for the first strip) .. r1·s (+ q for the last strip)
+                taps_in = buf[:, (q if first else 0):2 * q + m + (q if last else 0)]
+                tail = F.conv2d(_nchw(taps_in), pick, bias, padding=(0, q))
+                y0 = r0 * s - (0 if first else q)
+                out[n:n + 1, :, y0:y0 + tail.shape[2]] += tail.to(out.dtype)
+                buf[:, :2 * q] = buf[:, m:m + 2 * q].clone()  # carry the last 2q HR rows
         return out
 
     @staticmethod
