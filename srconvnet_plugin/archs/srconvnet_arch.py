@@ -433,21 +433,21 @@ def body_in_strips(blocks, feat):
     k = max(max(b.ffn.conv1.conv.aggregation.kernel_size, b.ffn.conv2.conv.aggregation.kernel_size) for b in blocks)
     p = k // 2
     x = _zero_padded(feat, h, w, c, 1)  # block input, zero rows above and below for the CPE's 3×3 window
-    xa = feat.new_empty(1, h, w, c)  # output of the attention (FMA)
-    y = feat.new_empty(1, h, w, c)  # normed input of the attention
+    y = [None] * len(strips)  # normed input of the attention, per strip
     e = feat.new_empty(1, h, w, c)  # exponentials of the attention's softmax
     complex_dtype = torch.complex128 if feat.dtype == torch.float64 else torch.complex64
     spec = feat.new_empty(1, h, wf, c, dtype=complex_dtype)  # spectrum of y (NHWC: view_as_real interleaves)
     u = _zero_padded(feat, h, w, 2 * c, p)  # expanded DML map, zero rows for the dynamic convs' windows
 
-    def norm_and_rfft(norm, r0, r1):
-        """y = LN(x) on rows r0..r1 and their FFT along W (orthonormal: 1/sqrt(W) here, 1/sqrt(H) along H)."""
-        y[:, r0:r1] = norm.forward_nhwc(x[:, 1 + r0:1 + r1])
-        torch.fft.rfft(y[:, r0:r1], dim=2, norm='ortho', out=spec[:, r0:r1])
+    def norm_and_rfft(norm, j):
+        """y = LN(x) on strip j and its FFT along W (orthonormal: 1/sqrt(W) here, 1/sqrt(H) along H)."""
+        r0, r1 = strips[j]
+        y[j] = norm.forward_nhwc(x[:, 1 + r0:1 + r1])
+        torch.fft.rfft(y[j], dim=2, norm='ortho', out=spec[:, r0:r1])
 
     x[:, 1:h + 1] = feat
-    for r0, r1 in strips:
-        norm_and_rfft(blocks[0].attention.norm, r0, r1)
+    for j in range(len(strips)):
+        norm_and_rfft(blocks[0].attention.norm, j)
     for i, block in enumerate(blocks):
         att, ffn = block.attention, block.ffn
         # Fourier unit: FFT along H, frequency-domain 1×1 conv + GELU and inverse FFT along H, column strip by strip
@@ -461,10 +461,10 @@ def body_in_strips(blocks, feat):
         # z = layer_scale·a·v with a = the inverse FFT along W, then exp(z − strip max) into e
         v_weight, v_bias = att.scaled_v()
         maxima, sums = [], []
-        for r0, r1 in strips:
+        for j, (r0, r1) in enumerate(strips):
             # Fidelity: irfft drops the imaginary part of the W-frequency 0 (and W/2) column
             a = torch.fft.irfft(spec[:, r0:r1], n=w, dim=2, norm='ortho')
-            z = _linear(y[:, r0:r1], v_weight, v_bias, mul=a)
+            z = _linear(y[j], v_weight, v_bias, mul=a)
             m = z.amax((0, 1, 2))
             torch.exp(z.sub_(m), out=e[:, r0:r1])
             maxima.append(m)
@@ -475,21 +475,22 @@ def body_in_strips(blocks, feat):
         factors = factors / (factors * torch.stack(sums)).sum(0)
         # FMA output = proj(softmax + CPE(x)) + x, then the DML's expansion, strip by strip
         pooled = 0
+        xa = []  # output of the attention (FMA), per strip
         proj, cpe = _matrix(att.proj), att.CPE
         for (r0, r1), factor in zip(strips, factors):
             z = _conv_add_rows(cpe, x[:, r0:r1 + 2], e[:, r0:r1].mul_(factor))
-            xa[:, r0:r1] = _linear(z, proj, att.proj.bias, add=x[:, 1 + r0:1 + r1])
-            t = _linear(ffn.norm.forward_nhwc(xa[:, r0:r1]), _matrix(ffn.proj_in), ffn.proj_in.bias, gelu=True)
+            xa.append(_linear(z, proj, att.proj.bias, add=x[:, 1 + r0:1 + r1]))
+            t = _linear(ffn.norm.forward_nhwc(xa[-1]), _matrix(ffn.proj_in), ffn.proj_in.bias, gelu=True)
             u[:, p + r0:p + r1] = t
             pooled = pooled + t.sum((0, 1, 2))
         weight, bias = ffn.dynamic_kernels((pooled / (h * w))[None])
         proj_out = ffn.shuffled_proj_out()
         following = blocks[i + 1].attention.norm if i + 1 < len(blocks) else None
-        for r0, r1 in strips:
+        for j, (r0, r1) in enumerate(strips):
             d = _nhwc(depthwise_per_sample(_nchw(u[:, r0:r1 + 2 * p]), weight, bias, gelu=True, padding=(0, p)))
-            x[:, 1 + r0:1 + r1] = _linear(d, proj_out, ffn.proj_out.bias, add=xa[:, r0:r1])
+            x[:, 1 + r0:1 + r1] = _linear(d, proj_out, ffn.proj_out.bias, add=xa[j])
             if following is not None:
-                norm_and_rfft(following, r0, r1)
+                norm_and_rfft(following, j)
     return x[:, 1:h + 1].add_(feat)
 
 
