@@ -163,6 +163,17 @@ def psnr_vs_fp32(scale, precision, device, weights=None, channels_last=False):
     return results
 
 
+# environment variables that change how freed memory is reused (glibc malloc, PyTorch's huge-page switch)
+ALLOCATOR_ENV = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_', 'THP_MEM_ALLOC_ENABLE',
+                 'LD_PRELOAD')
+
+
+def _allocator_settings():
+    """', allocator: NAME=VALUE ...' for the allocator variables set in the environment, '' if none."""
+    found = [f'{name}={os.environ[name]}' for name in ALLOCATOR_ENV if os.environ.get(name)]
+    return f', allocator: {" ".join(found)}' if found else ', default allocator'
+
+
 def _fmt(times):
     med = statistics.median(times)
     return f'{med * 1e3:.0f} ms ({min(times) * 1e3:.0f}-{max(times) * 1e3:.0f})'
@@ -201,7 +212,7 @@ def main(argv=None):
           f'{" (" + torch.cuda.get_device_name(device) + ")" if device.type == "cuda" else ""}, '
           f'{torch.get_num_threads()} threads, cpu capability {torch.backends.cpu.get_cpu_capability()}, '
           f'SRConvNet {args.precision}{" channels-last" if args.channels_last else ""}'
-          f'{" compiled" if args.compile else ""}, EDSR-baseline fp32')
+          f'{" compiled" if args.compile else ""}, EDSR-baseline fp32{_allocator_settings()}')
     print('| scale | LR input | SRConvNet median (min-max) | EDSR-baseline median (min-max) | ratio | '
           'SRConvNet GMAC/s | peak memory SRConvNet / EDSR |')
     print('|---|---|---|---|---|---|---|')

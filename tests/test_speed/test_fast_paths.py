@@ -124,3 +124,50 @@ def test_autocast_bfloat16_batch():
             out = model(x)
     assert out.shape == ref.shape
     assert (out.float() - ref).abs().max().item() < 0.05
+
+
+@pytest.mark.parametrize('name', ['srconvnet_x4_small_a.pt', 'srconvnet_x3_small_b.pt'])
+def test_strip_wise_body_reproduces_golden(name, golden_dir):
+    """Inference on CPU runs the body strip by strip (``body_in_strips``); in float64 it matches the reference."""
+    golden = torch.load(golden_dir / name, weights_only=True)
+    cfg = golden['config']
+    model = SRConvNet(num_feat=cfg['dim'], num_block=cfg['num_blocks'], num_heads=cfg['num_heads'],
+                      num_kernels=cfg['num_kernels'], upscale=cfg['scale']).double().eval()
+    model.load_state_dict({k: v for k, v in golden['state_dict'].items() if not k.startswith(('sub_mean.', 'add_mean.'))})
+    x = golden['input'] / 255.
+    with torch.inference_mode():
+        assert arch._strips(x, model.blocks)
+        out = model(x) * 255.
+    assert (out - golden['output']).abs().max().item() < 1e-8
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_body_strips_of_one_row_and_one_column_equal_whole_map(dtype, monkeypatch):
+    """Strips of one row (every row a strip border; softmax from per-row maxima) and FFT column strips of one
+    frequency give the result of a single strip."""
+    model = tiny(2, dtype)
+    x = torch.rand(2, 3, 9, 10, dtype=dtype)
+    with torch.inference_mode():
+        whole = model(x)
+        monkeypatch.setattr(arch, 'BODY_STRIP_ELEMENTS', 1)
+        strips = model(x)
+    assert (strips - whole).abs().max().item() < (1e-10 if dtype == torch.float64 else 1e-4)
+
+
+def test_forward_hooks_in_the_body_see_every_module():
+    """A forward hook on a module of the body switches to the module-by-module schedule: it fires, once per
+    forward, with the whole batch, and the output does not change."""
+    model = tiny(3)
+    x = torch.rand(2, 3, 6, 5, dtype=torch.float64)
+    with torch.inference_mode():
+        assert arch._strips(x, model.blocks)
+        plain = model(x)
+        seen = []
+        handle = model.blocks[1].ffn.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+        try:
+            assert not arch._strips(x, model.blocks)
+            hooked = model(x)
+        finally:
+            handle.remove()
+    assert seen == [(2, 16, 6, 5)]
+    assert (hooked - plain).abs().max().item() < 1e-10
