@@ -90,6 +90,7 @@ def _gelu(x):
 def _linear(x, weight, bias=None, gelu=False, add=None, mul=None):
     """``F.linear`` on the last axis, then one of: exact GELU if ``gelu``, ``+ add``, ``· mul``."""
     if _fused(x):
+        weight = weight.contiguous()  # oneDNN is very slow with a strided weight (it reorders it on every call)
         if add is not None or mul is not None:
             other, op = (add, 'add') if add is not None else (mul, 'mul')
             return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, op)
@@ -433,21 +434,18 @@ def body_in_strips(blocks, feat):
     k = max(max(b.ffn.conv1.conv.aggregation.kernel_size, b.ffn.conv2.conv.aggregation.kernel_size) for b in blocks)
     p = k // 2
     x = _zero_padded(feat, h, w, c, 1)  # block input, zero rows above and below for the CPE's 3×3 window
-    y = [None] * len(strips)  # normed input of the attention, per strip
     e = feat.new_empty(1, h, w, c)  # exponentials of the attention's softmax
     complex_dtype = torch.complex128 if feat.dtype == torch.float64 else torch.complex64
     spec = feat.new_empty(1, h, wf, c, dtype=complex_dtype)  # spectrum of y (NHWC: view_as_real interleaves)
     u = _zero_padded(feat, h, w, 2 * c, p)  # expanded DML map, zero rows for the dynamic convs' windows
 
-    def norm_and_rfft(norm, j):
-        """y = LN(x) on strip j and its FFT along W (orthonormal: 1/sqrt(W) here, 1/sqrt(H) along H)."""
-        r0, r1 = strips[j]
-        y[j] = norm.forward_nhwc(x[:, 1 + r0:1 + r1])
-        torch.fft.rfft(y[j], dim=2, norm='ortho', out=spec[:, r0:r1])
+    def norm_and_rfft(norm, r0, r1):
+        """FFT along W of LN(x) on rows r0..r1 (orthonormal: 1/sqrt(W) here, 1/sqrt(H) along H)."""
+        torch.fft.rfft(norm.forward_nhwc(x[:, 1 + r0:1 + r1]), dim=2, norm='ortho', out=spec[:, r0:r1])
 
     x[:, 1:h + 1] = feat
-    for j in range(len(strips)):
-        norm_and_rfft(blocks[0].attention.norm, j)
+    for r0, r1 in strips:
+        norm_and_rfft(blocks[0].attention.norm, r0, r1)
     for i, block in enumerate(blocks):
         att, ffn = block.attention, block.ffn
         # Fourier unit: FFT along H, frequency-domain 1×1 conv + GELU and inverse FFT along H, column strip by strip
@@ -461,10 +459,11 @@ def body_in_strips(blocks, feat):
         # z = layer_scale·a·v with a = the inverse FFT along W, then exp(z − strip max) into e
         v_weight, v_bias = att.scaled_v()
         maxima, sums = [], []
-        for j, (r0, r1) in enumerate(strips):
+        for r0, r1 in strips:
             # Fidelity: irfft drops the imaginary part of the W-frequency 0 (and W/2) column
             a = torch.fft.irfft(spec[:, r0:r1], n=w, dim=2, norm='ortho')
-            z = _linear(y[j], v_weight, v_bias, mul=a)
+            # the normed input again (recomputing it is cheaper than keeping a map of it)
+            z = _linear(att.norm.forward_nhwc(x[:, 1 + r0:1 + r1]), v_weight, v_bias, mul=a)
             m = z.amax((0, 1, 2))
             torch.exp(z.sub_(m), out=e[:, r0:r1])
             maxima.append(m)
@@ -490,7 +489,7 @@ def body_in_strips(blocks, feat):
             d = _nhwc(depthwise_per_sample(_nchw(u[:, r0:r1 + 2 * p]), weight, bias, gelu=True, padding=(0, p)))
             x[:, 1 + r0:1 + r1] = _linear(d, proj_out, ffn.proj_out.bias, add=xa[j])
             if following is not None:
-                norm_and_rfft(following, j)
+                norm_and_rfft(following, r0, r1)
     return x[:, 1:h + 1].add_(feat)
 
 
