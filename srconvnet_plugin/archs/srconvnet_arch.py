@@ -506,7 +506,6 @@ def _conv_add_rows(conv, x, other):
                                      groups=conv.groups)))
 
 
-
 @ARCH_REGISTRY.register()
 class SRConvNet(nn.Module):
     """SRConvNet: A Transformer-Style ConvNet for Lightweight Image Super-Resolution (Li et al., IJCV 2024).
@@ -590,9 +589,10 @@ class SRConvNet(nn.Module):
         grid with its output channels reordered to (sub-row, sub-column, channel). With autograd, the sub-pixels
         then move to the HR grid and the tail conv runs there. Without autograd, the tail's 3×3 conv is split into
         its 9 taps: one product C → 9·out_ch per HR pixel (still on the LR grid), only those 9·out_ch values move to
-        the HR grid (instead of C), and ``out`` gets the 9 shifted tap maps added in place. This runs in strips of LR
-        rows (each with one extra LR row on either side, which the tail's 3×3 window needs), so only a strip of the
-        HR map exists at a time.
+        the HR grid (instead of C), and a 3×3 conv with one-hot kernels sums the shifted taps into ``out`` (in
+        place). This runs in strips of LR rows; the last two HR rows of tap maps of a strip are carried over to the
+        next one, whose first output row needs them, so nothing is computed twice and only a strip of the HR map
+        exists at a time.
         """
         b, h, w, c = feat.shape
         s = self.upscale
