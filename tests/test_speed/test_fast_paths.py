@@ -23,14 +23,20 @@ def tiny(scale, dtype=torch.float64):
     return model
 
 
+def golden_srconvnet(golden):
+    """A float64 SRConvNet in eval mode with a golden file's config and weights (MeanShift values dropped)."""
+    cfg = golden['config']
+    model = SRConvNet(num_feat=cfg['dim'], num_block=cfg['num_blocks'], num_heads=cfg['num_heads'],
+                      num_kernels=cfg['num_kernels'], upscale=cfg['scale']).double().eval()
+    state = {k: v for k, v in golden['state_dict'].items() if not k.startswith(('sub_mean.', 'add_mean.'))}
+    model.load_state_dict(state, strict=True)
+    return model
+
+
 def test_autograd_path_reproduces_golden(golden_dir):
     """The out-of-place path (taken whenever autograd records) matches the reference in float64."""
     golden = torch.load(golden_dir / 'srconvnet_x3_small_b.pt', weights_only=True)
-    cfg = golden['config']
-    model = SRConvNet(num_feat=cfg['dim'], num_block=cfg['num_blocks'], num_heads=cfg['num_heads'],
-                      num_kernels=cfg['num_kernels'], upscale=cfg['scale']).double()
-    state = {k: v for k, v in golden['state_dict'].items() if not k.startswith(('sub_mean.', 'add_mean.'))}
-    model.load_state_dict(state, strict=True)
+    model = golden_srconvnet(golden)
     x = (golden['input'] / 255.).requires_grad_()
     out = model(x) * 255.
     assert out.requires_grad
@@ -130,11 +136,7 @@ def test_autocast_bfloat16_batch():
 def test_strip_wise_body_reproduces_golden(name, golden_dir):
     """Inference on CPU runs the body strip by strip (``body_in_strips``); in float64 it matches the reference."""
     golden = torch.load(golden_dir / name, weights_only=True)
-    cfg = golden['config']
-    model = SRConvNet(num_feat=cfg['dim'], num_block=cfg['num_blocks'], num_heads=cfg['num_heads'],
-                      num_kernels=cfg['num_kernels'], upscale=cfg['scale']).double().eval()
-    state = {k: v for k, v in golden['state_dict'].items() if not k.startswith(('sub_mean.', 'add_mean.'))}
-    model.load_state_dict(state, strict=True)
+    model = golden_srconvnet(golden)
     x = golden['input'] / 255.
     with torch.inference_mode():
         assert arch._strips(x, model.blocks)
