@@ -169,7 +169,7 @@ ALLOCATOR_ENV = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP
 
 
 def _allocator_settings():
-    """', allocator: NAME=VALUE ...' for the allocator variables set in the environment, '' if none."""
+    """', allocator: NAME=VALUE ...' for the allocator variables set in the environment, else ', default allocator'."""
     found = [f'{name}={os.environ[name]}' for name in ALLOCATOR_ENV if os.environ.get(name)]
     return f', allocator: {" ".join(found)}' if found else ', default allocator'
 

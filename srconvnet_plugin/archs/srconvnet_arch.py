@@ -68,6 +68,13 @@ def _inplace():
     return not torch.is_grad_enabled()
 
 
+def _eager_cpu_inference(x):
+    """Whether ``x`` is on CPU, in eager mode (not compiled, not traced, not in ``reference_forward``), without
+    autograd or autocast: the case the CPU inference schedules (``_fused``, ``_strips``) are for."""
+    return (x.device.type == 'cpu' and not torch.is_grad_enabled() and not _reference()
+            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling())
+
+
 def _fused(x):
     """Whether ``x`` may go through oneDNN's fused CPU kernels (float32, no autograd, no autocast).
 
@@ -76,9 +83,7 @@ def _fused(x):
     They have no backward, so training and every other device or dtype take the plain path; so does
     ``torch.compile``, which makes its own fusions.
     """
-    return (x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled() and not _reference()
-            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
-            and torch.backends.mkldnn.is_available()
+    return (x.dtype == torch.float32 and _eager_cpu_inference(x) and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
 
 
@@ -393,9 +398,7 @@ BODY_STRIP_ELEMENTS = 1 << 20
 def _strips(x, blocks):
     """Whether the body runs strip-wise (``body_in_strips``): on CPU without autograd, in float32 or float64, and
     while no forward hook watches a module of the body (the strip-wise schedule does not call their forwards)."""
-    return (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64) and not torch.is_grad_enabled()
-            and not _reference() and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
-            and not _hooked(blocks))
+    return x.dtype in (torch.float32, torch.float64) and _eager_cpu_inference(x) and not _hooked(blocks)
 
 
 def _hooked(module):
@@ -612,7 +615,8 @@ class SRConvNet(nn.Module):
             u = u.permute(0, 1, *rows_sub, 2, *cols_sub, u.dim() - 1).reshape(b, h * s, w * s, c)
             return out + self.tail(_nchw(u)).to(out.dtype)
         o, k = self.tail.out_channels, self.tail.kernel_size[0]
-        taps = self.tail.weight.permute(2, 3, 0, 1).reshape(k * k * o, c)  # rows (dy, dx, out channel)
+        # rows (dy, dx, out channel)
+        taps = self.tail.weight.permute(2, 3, 0, 1).reshape(k * k * o, c).to(feat.dtype)
         # the tail is then a k×k conv of the k·k·O tap maps with one-hot kernels: output channel j sums the maps
         # (dy, dx, j) shifted by (dy, dx)
         pick = torch.zeros(o, k, k, o, k, k, dtype=feat.dtype, device=feat.device)
@@ -630,7 +634,7 @@ class SRConvNet(nn.Module):
             for r0 in range(0, h, rows):
                 r1 = min(h, r0 + rows)
                 m = (r1 - r0) * s
-                t = _linear(subpixels(feat[n:n + 1, r0:r1]), taps.to(feat.dtype))
+                t = _linear(subpixels(feat[n:n + 1, r0:r1]), taps)
                 # the sub-pixels move to the HR grid: k·k·O values per HR pixel instead of C
                 hr = buf[:, 2 * q:2 * q + m]
                 hr.view(1, r1 - r0, *[t.shape[i] for i in rows_sub], w, *[t.shape[i] for i in cols_sub], -1).copy_(
