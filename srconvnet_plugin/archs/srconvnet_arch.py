@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicsr.utils.registry import ARCH_REGISTRY
+from srconvnet_plugin.archs.real_dft import real_dft
 
 SUPPORTED_SCALES = (2, 3, 4)
 # upsampler/tail strips hold about this many elements of the widest (pixel-shuffled, C-channel) map when not training
@@ -431,7 +432,8 @@ def body_in_strips(blocks, feat):
     _, h, w, c = feat.shape
     rows = max(1, BODY_STRIP_ELEMENTS // (w * 2 * c))
     strips = [(r0, min(h, r0 + rows)) for r0 in range(0, h, rows)]
-    wf = w // 2 + 1
+    dft = real_dft(w, feat.dtype, feat.device)  # the FFT along W (frequencies in the order it keeps them)
+    wf = dft.width
     cols = max(1, BODY_STRIP_ELEMENTS // (h * 2 * c))
     blocks = list(blocks)
     k = max(max(b.ffn.conv1.conv.aggregation.kernel_size, b.ffn.conv2.conv.aggregation.kernel_size) for b in blocks)
@@ -444,7 +446,7 @@ def body_in_strips(blocks, feat):
 
     def norm_and_rfft(norm, r0, r1):
         """FFT along W of LN(x) on rows r0..r1 (orthonormal: 1/sqrt(W) here, 1/sqrt(H) along H)."""
-        torch.fft.rfft(norm.forward_nhwc(x[:, 1 + r0:1 + r1]), dim=2, norm='ortho', out=spec[:, r0:r1])
+        dft.rfft(norm.forward_nhwc(x[:, 1 + r0:1 + r1])[0], out=spec[0, r0:r1])
 
     x[:, 1:h + 1] = feat
     for r0, r1 in strips:
@@ -464,7 +466,7 @@ def body_in_strips(blocks, feat):
         maxima, sums = [], []
         for r0, r1 in strips:
             # Fidelity: irfft drops the imaginary part of the W-frequency 0 (and W/2) column
-            a = torch.fft.irfft(spec[:, r0:r1], n=w, dim=2, norm='ortho')
+            a = dft.irfft(spec[0, r0:r1])[None]
             # the normed input again (recomputing it is cheaper than keeping a map of it)
             z = _linear(att.norm.forward_nhwc(x[:, 1 + r0:1 + r1]), v_weight, v_bias, mul=a)
             m = z.amax((0, 1, 2))

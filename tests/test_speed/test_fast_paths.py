@@ -144,12 +144,13 @@ def test_strip_wise_body_reproduces_golden(name, golden_dir):
     assert (out - golden['output']).abs().max().item() < 1e-8
 
 
+@pytest.mark.parametrize('width', [10, 34])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
-def test_body_strips_of_one_row_and_one_column_equal_whole_map(dtype, monkeypatch):
+def test_body_strips_of_one_row_and_one_column_equal_whole_map(dtype, width, monkeypatch):
     """Strips of one row (every row a strip border; softmax from per-row maxima) and FFT column strips of one
-    frequency give the result of a single strip."""
+    frequency (or padding slot: 34 takes the two-stage DFT) give the result of a single strip."""
     model = tiny(2, dtype)
-    x = torch.rand(2, 3, 9, 10, dtype=dtype)
+    x = torch.rand(2, 3, 9, width, dtype=dtype)
     with torch.inference_mode():
         whole = model(x)
         monkeypatch.setattr(arch, 'BODY_STRIP_ELEMENTS', 1)
@@ -174,3 +175,19 @@ def test_forward_hooks_in_the_body_see_every_module():
             handle.remove()
     assert seen == [(2, 16, 6, 5)]
     assert (hooked - plain).abs().max().item() < 1e-10
+
+
+@pytest.mark.parametrize('width', [34, 51])
+def test_strip_wise_body_with_two_stage_dft_matches_reference(width, golden_dir):
+    """At widths whose FFT runs as two matrix products (``real_dft``: 34 = 2·17, 51 = 3·17) the strip-wise body
+    matches the reference's operations in float64."""
+    golden = torch.load(golden_dir / 'srconvnet_x4_small_a.pt', weights_only=True)
+    model = golden_srconvnet(golden)
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 11, width, dtype=torch.float64)
+    with torch.inference_mode():
+        assert arch._strips(x, model.blocks)
+        out = model(x)
+        with arch.reference_forward():
+            ref = model(x)
+    assert (out - ref).abs().max().item() < 1e-10
