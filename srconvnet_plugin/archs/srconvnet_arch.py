@@ -352,17 +352,20 @@ class MixFFN(nn.Module):
         y = _nhwc(depthwise_per_sample(_nchw(y), weight, bias, gelu=True))
         return _nchw(_linear(y, self.shuffled_proj_out(), self.proj_out.bias, add=xn))  # Fidelity: DML residual.
 
-    def dynamic_kernels(self, g):
+    def dynamic_kernels(self, g, separate=False):
         """Per-sample kernels (B×2C×1×k×k) and biases (B×2C) of both dynamic convs from the pooled 2C channels ``g``.
 
         Both run as one depthwise conv over the 2C channels with the larger kernel size: the 5×5 kernels
-        zero-padded to 7×7 (the same convolution).
+        zero-padded to 7×7 (the same convolution). With ``separate``, a list of each conv's own (B×C×1×k×k
+        kernels, B×C biases) instead.
         """
         c = g.shape[1] // 2
         conv1, conv2 = self.conv1.conv, self.conv2.conv
-        size = max(conv1.aggregation.kernel_size, conv2.aggregation.kernel_size)
+        size = None if separate else max(conv1.aggregation.kernel_size, conv2.aggregation.kernel_size)
         w1, b1 = conv1.aggregation.mix(conv1.attention.from_pooled(g[:, :c]), size)
         w2, b2 = conv2.aggregation.mix(conv2.attention.from_pooled(g[:, c:]), size)
+        if separate:
+            return [(w1, b1), (w2, b2)]
         return torch.cat((w1, w2), 1), torch.cat((b1, b2), 1)
 
     def shuffled_proj_out(self):
@@ -418,6 +421,13 @@ def _zero_padded(like, h, w, c, pad):
     return buf
 
 
+def _splits(n, size):
+    """(start, end) of ``ceil(n / size)`` parts of range(n) as equal as possible."""
+    parts = min(n, -(-n // max(1, size)))
+    step = -(-n // parts)
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
+
+
 def body_in_strips(blocks, feat):
     """``blocks(feat) + feat`` for one sample's features (1×H×W×C), without autograd, on CPU.
 
@@ -427,75 +437,112 @@ def body_in_strips(blocks, feat):
     once. The three steps that need the whole map are split the same way: the Fourier unit's 2-D FFTs are 1-D FFTs
     along W on row strips and along H on column strips (where the frequency-domain conv runs as well); the softmax
     over all positions takes each strip's exponentials with the strip's own maximum and rescales them once the
-    global maximum and sum are known; the dynamic convs' global average is summed strip by strip.
+    global maximum and sum are known; the dynamic convs' global average is summed strip by strip. Both residual
+    branches add into the block's map in place; the CPE of a strip reads the row above it before that row changes.
     """
     _, h, w, c = feat.shape
-    rows = max(1, BODY_STRIP_ELEMENTS // (w * 2 * c))
-    strips = [(r0, min(h, r0 + rows)) for r0 in range(0, h, rows)]
+    strips = _splits(h, BODY_STRIP_ELEMENTS // (w * 2 * c))
     dft = real_dft(w, feat.dtype, feat.device)  # the FFT along W (frequencies in the order it keeps them)
     wf = dft.width
-    cols = max(1, BODY_STRIP_ELEMENTS // (h * 2 * c))
+    columns = _splits(wf, BODY_STRIP_ELEMENTS // (h * 2 * c))
     blocks = list(blocks)
     k = max(max(b.ffn.conv1.conv.aggregation.kernel_size, b.ffn.conv2.conv.aggregation.kernel_size) for b in blocks)
     p = k // 2
     x = _zero_padded(feat, h, w, c, 1)  # block input, zero rows above and below for the CPE's 3×3 window
-    e = feat.new_empty(1, h, w, c)  # exponentials of the attention's softmax
+    e = feat.new_empty(1, h, w, c)  # LN(x) of the attention, then the exponentials of its softmax, then + CPE
     complex_dtype = torch.complex128 if feat.dtype == torch.float64 else torch.complex64
     spec = feat.new_empty(1, h, wf, c, dtype=complex_dtype)  # spectrum of y (NHWC: view_as_real interleaves)
     u = _zero_padded(feat, h, w, 2 * c, p)  # expanded DML map, zero rows for the dynamic convs' windows
 
     def norm_and_rfft(norm, r0, r1):
-        """FFT along W of LN(x) on rows r0..r1 (orthonormal: 1/sqrt(W) here, 1/sqrt(H) along H)."""
-        dft.rfft(norm.forward_nhwc(x[:, 1 + r0:1 + r1])[0], out=spec[0, r0:r1])
+        """LN(x) of rows r0..r1 into e and its FFT along W (orthonormal: 1/sqrt(W) here, 1/sqrt(H) along H)."""
+        y = e[:, r0:r1]
+        torch.ops.aten.native_layer_norm.out(x[:, 1 + r0:1 + r1], [c], norm.weight, norm.bias, norm.eps, out0=y,
+                                             out1=y.new_empty(0), out2=y.new_empty(0))
+        dft.rfft(y[0], out=spec[0, r0:r1])
+
+    def spectral_columns(spectral, c0, c1):
+        """FFT along H, frequency-domain 1×1 conv + GELU and inverse FFT along H of spectrum columns c0..c1."""
+        f = torch.fft.fft(spec[:, :, c0:c1], dim=1, norm='ortho')
+        # Fidelity: channel 2c = Re, 2c+1 = Im (the view_as_real layout), GELU on both parts separately
+        f = _linear(torch.view_as_real(f.contiguous()).flatten(-2), spectral, gelu=True)
+        spec[:, :, c0:c1] = torch.fft.ifft(torch.view_as_complex(f.unflatten(-1, (c, 2))), dim=1, norm='ortho')
+
+    def exponentials(v_weight, v_bias, r0, r1):
+        """exp(z − strip max) into e for z = layer_scale·a·v on rows r0..r1; returns the strip's max and sum."""
+        # Fidelity: irfft drops the imaginary part of the W-frequency 0 (and W/2) column
+        a = dft.irfft(spec[0, r0:r1])[None]
+        z = _linear(e[:, r0:r1], v_weight, v_bias, mul=a)
+        m = z.amax((0, 1, 2))
+        torch.exp(z.sub_(m), out=e[:, r0:r1])
+        return m, e[:, r0:r1].sum((0, 1, 2))
+
+    def positional(att, factor, r0, r1):
+        """Softmax + CPE(x) into e on rows r0..r1 (x still the block input on rows r0 − 1 .. r1)."""
+        _conv_add_rows(att.CPE, x[:, r0:r1 + 2], e[:, r0:r1].mul_(factor))
+
+    def attention_and_expansion(att, ffn, r0, r1):
+        """x += proj(e) on rows r0..r1 (the FMA output), and the DML's expanded map GELU(proj_in(LN(x))) into u;
+        returns the expanded map's sum over the strip."""
+        _add_linear(x[:, 1 + r0:1 + r1], e[:, r0:r1], att.proj)
+        t = u[:, p + r0:p + r1]
+        torch.addmm(ffn.proj_in.bias, ffn.norm.forward_nhwc(x[:, 1 + r0:1 + r1]).view(-1, c),
+                    _matrix(ffn.proj_in).t(), out=t.view(-1, 2 * c))
+        return _gelu(t).sum((0, 1, 2))
+
+    def mixing(ffn, kernels, following, r0, r1):
+        """x += DML output on rows r0..r1 (the block output), then the next block's LN and FFT along W.
+
+        Each dynamic conv runs on its half of u's channels with its own kernel size, and proj_out takes their
+        outputs as two products (its columns for y1 and for y2: the channel shuffle), the first adding its bias.
+        """
+        for j, (weight, bias, proj) in enumerate(kernels):
+            q = weight.shape[-1] // 2
+            half = u[:, p - q + r0:p + q + r1, :, j * c:(j + 1) * c]
+            d = _nhwc(depthwise_per_sample(_nchw(half), weight, bias, gelu=True, padding=(0, q)))
+            _add_linear(x[:, 1 + r0:1 + r1], d, proj, ffn.proj_out.bias if j == 0 else None)
+        if following is not None:
+            norm_and_rfft(following, r0, r1)
 
     x[:, 1:h + 1] = feat
     for r0, r1 in strips:
         norm_and_rfft(blocks[0].attention.norm, r0, r1)
     for i, block in enumerate(blocks):
         att, ffn = block.attention, block.ffn
-        # Fourier unit: FFT along H, frequency-domain 1×1 conv + GELU and inverse FFT along H, column strip by strip
-        spectral = _matrix(att.a.conv_layer).to(feat.dtype)
-        for c0 in range(0, wf, cols):
-            f = torch.fft.fft(spec[:, :, c0:c0 + cols], dim=1, norm='ortho')
-            # Fidelity: channel 2c = Re, 2c+1 = Im (the view_as_real layout), GELU on both parts separately
-            f = _linear(torch.view_as_real(f.contiguous()).flatten(-2), spectral, gelu=True)
-            spec[:, :, c0:c0 + cols] = torch.fft.ifft(torch.view_as_complex(f.unflatten(-1, (c, 2))), dim=1,
-                                                      norm='ortho')
-        # z = layer_scale·a·v with a = the inverse FFT along W, then exp(z − strip max) into e
-        v_weight, v_bias = att.scaled_v()
-        maxima, sums = [], []
-        for r0, r1 in strips:
-            # Fidelity: irfft drops the imaginary part of the W-frequency 0 (and W/2) column
-            a = dft.irfft(spec[0, r0:r1])[None]
-            # the normed input again (recomputing it is cheaper than keeping a map of it)
-            z = _linear(att.norm.forward_nhwc(x[:, 1 + r0:1 + r1]), v_weight, v_bias, mul=a)
-            m = z.amax((0, 1, 2))
-            torch.exp(z.sub_(m), out=e[:, r0:r1])
-            maxima.append(m)
-            sums.append(e[:, r0:r1].sum((0, 1, 2)))
+        spectral = _matrix(att.a.conv_layer).to(feat.dtype).contiguous()
+        for c0, c1 in columns:
+            spectral_columns(spectral, c0, c1)
+        v_weight, v_bias = (t.contiguous() for t in att.scaled_v())
+        maxima, sums = zip(*[exponentials(v_weight, v_bias, r0, r1) for r0, r1 in strips])
         # Fidelity: softmax over all H·W positions per channel: strip factor exp(m_strip − m) / Σ exp(z − m)
         maxima = torch.stack(maxima)
         factors = torch.exp(maxima - maxima.amax(0))
         factors = factors / (factors * torch.stack(sums)).sum(0)
-        # FMA output = proj(softmax + CPE(x)) + x, then the DML's expansion, strip by strip
-        pooled = 0
-        xa = []  # output of the attention (FMA), per strip
-        proj, cpe = _matrix(att.proj), att.CPE
-        for (r0, r1), factor in zip(strips, factors):
-            z = _conv_add_rows(cpe, x[:, r0:r1 + 2], e[:, r0:r1].mul_(factor))
-            xa.append(_linear(z, proj, att.proj.bias, add=x[:, 1 + r0:1 + r1]))
-            t = _linear(ffn.norm.forward_nhwc(xa[-1]), _matrix(ffn.proj_in), ffn.proj_in.bias, gelu=True)
-            u[:, p + r0:p + r1] = t
-            pooled = pooled + t.sum((0, 1, 2))
-        weight, bias = ffn.dynamic_kernels((pooled / (h * w))[None])
-        proj_out = ffn.shuffled_proj_out()
-        following = blocks[i + 1].attention.norm if i + 1 < len(blocks) else None
+        # the CPE of strip j + 1 runs before strip j's rows of x change (it reads the last of them)
+        positional(att, factors[0], *strips[0])
+        sums = []
         for j, (r0, r1) in enumerate(strips):
-            d = _nhwc(depthwise_per_sample(_nchw(u[:, r0:r1 + 2 * p]), weight, bias, gelu=True, padding=(0, p)))
-            x[:, 1 + r0:1 + r1] = _linear(d, proj_out, ffn.proj_out.bias, add=xa[j])
-            if following is not None:
-                norm_and_rfft(following, r0, r1)
+            if j + 1 < len(strips):
+                positional(att, factors[j + 1], *strips[j + 1])
+            sums.append(attention_and_expansion(att, ffn, r0, r1))
+        kernels = ffn.dynamic_kernels((torch.stack(sums).sum(0) / (h * w))[None], separate=True)
+        # Fidelity: channel shuffle: proj_out's input channel 2i is y1's channel i, 2i + 1 is y2's
+        kernels = [(weight, bias, ffn.proj_out.weight[:, j::2]) for j, (weight, bias) in enumerate(kernels)]
+        following = blocks[i + 1].attention.norm if i + 1 < len(blocks) else None
+        for r0, r1 in strips:
+            mixing(ffn, kernels, following, r0, r1)
     return x[:, 1:h + 1].add_(feat)
+
+
+def _add_linear(acc, x, conv, bias=None):
+    """``acc += conv(x)`` in place for B×H×W×C maps ``acc`` and ``x`` and a 1×1 ``conv`` (module, with its bias, or
+    a C_out×C_in×1×1 weight and ``bias``)."""
+    weight, bias = (conv.weight, conv.bias) if isinstance(conv, nn.Module) else (conv, bias)
+    if _fused(x) and _fused(acc):
+        torch.ops.mkldnn._convolution_pointwise_.binary(_nchw(acc), _nchw(x), weight.contiguous(), bias, [0, 0],
+                                                        [1, 1], [1, 1], 1, 'add', None, None, [], None)
+    else:
+        acc.add_(F.linear(x, weight.flatten(1), bias))
 
 
 def _conv_add_rows(conv, x, other):
