@@ -82,12 +82,14 @@ def test_channels_last_input_and_weights_equal_contiguous():
     assert (out - ref).abs().max().item() < 1e-10
 
 
-@pytest.mark.parametrize('scale', [2, 4])
-def test_fused_onednn_float32_path_matches_plain_path(scale):
-    """float32 without autograd runs oneDNN's fused kernels; they agree with the plain path to float32 rounding."""
+@pytest.mark.parametrize('scale, width', [(2, 8), (4, 8), (3, 34)])
+def test_fused_onednn_float32_path_matches_plain_path(scale, width, monkeypatch):
+    """float32 without autograd runs oneDNN's fused kernels; they agree with the plain path to float32 rounding.
+    At width 34 the body runs in strips of 4 rows and its FFT along W in two stages (``real_dft``)."""
     model64 = tiny(scale)
     model = tiny(scale, torch.float32)
-    x = torch.rand(2, 3, 11, 8)
+    x = torch.rand(2, 3, 11, width)
+    monkeypatch.setattr(arch, 'BODY_STRIP_ELEMENTS', 4 * width * 2 * 16)
     with torch.inference_mode():
         assert arch._fused(x)  # the fused path is the one under test
         fused = model(x)
