@@ -12,7 +12,9 @@ SRConvNet (authors' default config, random weights: speed does not depend on the
 (``EDSR(num_feat=64, num_block=16, res_scale=1, img_range=255)`` at the same scale, float32, eager, contiguous) are
 run alternately (A, B, A, B, ...) after a warm-up, so load from other processes hits both alike; the table gives
 median and spread (min-max) of each and the ratio of the medians. Peak memory is the extra resident memory (CPU, in a
-fresh process per model) or the peak allocated memory (CUDA) of one forward pass.
+fresh process per model) or the peak allocated memory (CUDA) of one forward pass. The ratio column also gives the
+range of the per-pair ratios (run i of SRConvNet over run i of EDSR-baseline, timed back to back): on a shared
+machine whose speed drifts, that range shows how far a single comparison can move.
 """
 import argparse
 import json
@@ -213,7 +215,7 @@ def main(argv=None):
           f'{torch.get_num_threads()} threads, cpu capability {torch.backends.cpu.get_cpu_capability()}, '
           f'SRConvNet {args.precision}{" channels-last" if args.channels_last else ""}'
           f'{" compiled" if args.compile else ""}, EDSR-baseline fp32{_allocator_settings()}')
-    print('| scale | LR input | SRConvNet median (min-max) | EDSR-baseline median (min-max) | ratio | '
+    print('| scale | LR input | SRConvNet median (min-max) | EDSR-baseline median (min-max) | ratio (pairs) | '
           'SRConvNet GMAC/s | peak memory SRConvNet / EDSR |')
     print('|---|---|---|---|---|---|---|')
     results = []
@@ -227,9 +229,10 @@ def main(argv=None):
         }
         times = time_alternately(runs, args.runs, args.warmup)
         ratio = statistics.median(times['srconvnet']) / statistics.median(times['edsr'])
+        pair_ratios = [a / b for a, b in zip(times['srconvnet'], times['edsr'])]
         # MACs scale with the output area (the FFTs' log factor aside)
         macs = SRCONVNET_MACS[scale] * math.prod(size) / math.prod(lr_size(scale))
-        row = {'scale': scale, 'lr_size': size, 'times_s': times, 'ratio': ratio,
+        row = {'scale': scale, 'lr_size': size, 'times_s': times, 'ratio': ratio, 'pair_ratios': pair_ratios,
                'srconvnet_gmacs_per_s': macs / statistics.median(times['srconvnet']) / 1e9}
         memory = '-'
         if not args.no_memory:
@@ -242,7 +245,8 @@ def main(argv=None):
             row['psnr_vs_fp32'] = psnr_vs_fp32(scale, args.precision, device, args.weights, args.channels_last)
         results.append(row)
         print(f'| ×{scale} | {size[0]}×{size[1]} | {_fmt(times["srconvnet"])} | {_fmt(times["edsr"])} | '
-              f'{ratio:.2f} | {row["srconvnet_gmacs_per_s"]:.0f} | {memory} |', flush=True)
+              f'{ratio:.2f} ({min(pair_ratios):.2f}-{max(pair_ratios):.2f}) | {row["srconvnet_gmacs_per_s"]:.0f} | '
+              f'{memory} |', flush=True)
     for row in results:
         if 'psnr_vs_fp32' in row:
             values = ', '.join(f'{k} {v:.2f} dB' for k, v in row['psnr_vs_fp32'].items())

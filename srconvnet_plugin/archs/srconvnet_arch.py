@@ -12,13 +12,15 @@ Where the reference departs from the paper's prose, a one-line ``# Fidelity:`` c
 Speed (same math, see the README's speed section): features flow channels-last (NHWC) through the network, so every
 1×1 conv is one matrix product on the channel axis, the LayerNorm is one fused call, the spectrum's real/imaginary
 interleaving is the ``view_as_real`` layout, the channel shuffle is a permutation of ``proj_out``'s columns, both
-dynamic depthwise convs run as one 7×7 depthwise conv (the 5×5 kernels zero-padded), and ``layer_scale`` is folded
-into ``v``'s weights. The upsampler never pixel-shuffles: its stages run on the LR grid with output channels reordered
-to (sub-row, sub-column, channel), and the sub-pixels move to the HR grid once, before the tail. Every module takes
-and returns B×C×H×W tensors (channels-last strides inside). Without autograd (``torch.no_grad``/``inference_mode``)
-intermediate results are overwritten in place, the upsampler and tail work in strips of LR rows (lower peak memory),
-and float32 on CPU uses oneDNN's fused kernels (matmul/conv + bias + exact GELU or + residual in one pass, see
-``_fused``); with autograd every operation is out of place and plain.
+dynamic depthwise convs run as one 7×7 depthwise conv (the 5×5 kernels zero-padded; the strip-wise body keeps them
+apart), and ``layer_scale`` is folded into ``v``'s weights. The upsampler never pixel-shuffles: its stages run on
+the LR grid with output channels reordered to (sub-row, sub-column, channel), and the sub-pixels move to the HR grid
+once, before the tail. Every module takes and returns B×C×H×W tensors (channels-last strides inside). Without
+autograd (``torch.no_grad``/``inference_mode``) intermediate results are overwritten in place, the upsampler and
+tail work in strips of LR rows (lower peak memory), float32 on CPU uses oneDNN's fused kernels (matmul/conv + bias
++ exact GELU or + residual in one pass, see ``_fused``), and on CPU the body runs strip by strip (``body_in_strips``,
+its FFT along awkward widths as two matrix products: ``real_dft``); with autograd every operation is out of place and
+plain.
 """
 import contextlib
 

@@ -32,6 +32,8 @@ def test_benchmark_script_reports_both_models(bench, tmp_path, capsys):
         assert len(row['times_s'][name]) == 2 and min(row['times_s'][name]) > 0
         assert row['peak_memory_bytes'][name] > 0  # measured in a fresh process
     assert row['ratio'] > 0
+    times = row['times_s']
+    assert row['pair_ratios'] == pytest.approx([a / b for a, b in zip(times['srconvnet'], times['edsr'])])
     assert '| ×3 | 8×12 |' in capsys.readouterr().out
 
 
