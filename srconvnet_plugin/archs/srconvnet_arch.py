@@ -448,13 +448,14 @@ def body_in_strips(blocks, feat):
     wf = dft.width
     columns = _splits(wf, BODY_STRIP_ELEMENTS // (h * 2 * c))
     blocks = list(blocks)
-    k = max(max(b.ffn.conv1.conv.aggregation.kernel_size, b.ffn.conv2.conv.aggregation.kernel_size) for b in blocks)
-    p = k // 2
     x = _zero_padded(feat, h, w, c, 1)  # block input, zero rows above and below for the CPE's 3×3 window
     e = feat.new_empty(1, h, w, c)  # LN(x) of the attention, then the exponentials of its softmax, then + CPE
     complex_dtype = torch.complex128 if feat.dtype == torch.float64 else torch.complex64
     spec = feat.new_empty(1, h, wf, c, dtype=complex_dtype)  # spectrum of y (NHWC: view_as_real interleaves)
-    u = _zero_padded(feat, h, w, 2 * c, p)  # expanded DML map, zero rows for the dynamic convs' windows
+    # the two halves y1, y2 of the expanded DML map, each with zero rows for its dynamic conv's window (separate
+    # buffers: oneDNN would copy a half that is a channel slice)
+    pads = [max(getattr(b.ffn, name).conv.aggregation.kernel_size for b in blocks) // 2 for name in ('conv1', 'conv2')]
+    halves = [_zero_padded(feat, h, w, c, pad) for pad in pads]
 
     def norm_and_rfft(norm, r0, r1):
         """LN(x) of rows r0..r1 into e and its FFT along W (orthonormal: 1/sqrt(W) here, 1/sqrt(H) along H)."""
@@ -484,23 +485,27 @@ def body_in_strips(blocks, feat):
         _conv_add_rows(att.CPE, x[:, r0:r1 + 2], e[:, r0:r1].mul_(factor))
 
     def attention_and_expansion(att, ffn, r0, r1):
-        """x += proj(e) on rows r0..r1 (the FMA output), and the DML's expanded map GELU(proj_in(LN(x))) into u;
-        returns the expanded map's sum over the strip."""
+        """x += proj(e) on rows r0..r1 (the FMA output), and the DML's expanded map GELU(proj_in(LN(x))) into the
+        two halves; returns the expanded map's sum over the strip (2C channels)."""
         _add_linear(x[:, 1 + r0:1 + r1], e[:, r0:r1], att.proj)
-        t = u[:, p + r0:p + r1]
-        torch.addmm(ffn.proj_in.bias, ffn.norm.forward_nhwc(x[:, 1 + r0:1 + r1]).view(-1, c),
-                    _matrix(ffn.proj_in).t(), out=t.view(-1, 2 * c))
-        return _gelu(t).sum((0, 1, 2))
+        y = ffn.norm.forward_nhwc(x[:, 1 + r0:1 + r1]).view(-1, c)
+        weight, bias = _matrix(ffn.proj_in), ffn.proj_in.bias
+        sums = []
+        for j, (half, pad) in enumerate(zip(halves, pads)):
+            t = half[:, pad + r0:pad + r1]
+            torch.addmm(bias[j * c:(j + 1) * c], y, weight[j * c:(j + 1) * c].t(), out=t.view(-1, c))
+            sums.append(_gelu(t).sum((0, 1, 2)))
+        return torch.cat(sums)
 
     def mixing(ffn, kernels, following, r0, r1):
         """x += DML output on rows r0..r1 (the block output), then the next block's LN and FFT along W.
 
-        Each dynamic conv runs on its half of u's channels with its own kernel size, and proj_out takes their
-        outputs as two products (its columns for y1 and for y2: the channel shuffle), the first adding its bias.
+        Each dynamic conv runs on its half with its own kernel size, and proj_out takes their outputs as two
+        products (its columns for y1 and for y2: the channel shuffle), the first adding its bias.
         """
         for j, (weight, bias, proj) in enumerate(kernels):
-            q = weight.shape[-1] // 2
-            half = u[:, p - q + r0:p + q + r1, :, j * c:(j + 1) * c]
+            q, pad = weight.shape[-1] // 2, pads[j]
+            half = halves[j][:, pad - q + r0:pad + q + r1]
             d = _nhwc(depthwise_per_sample(_nchw(half), weight, bias, gelu=True, padding=(0, q)))
             _add_linear(x[:, 1 + r0:1 + r1], d, proj, ffn.proj_out.bias if j == 0 else None)
         if following is not None:
