@@ -141,9 +141,14 @@ class LayerNorm2d(nn.Module):
     def forward(self, x):
         return _nchw(self.forward_nhwc(_nhwc(x)))
 
-    def forward_nhwc(self, x):
-        """Same on a B×H×W×C tensor: one fused call, the same numbers as the reference's explicit mean/var formula."""
-        return F.layer_norm(x, (x.shape[-1], ), self.weight, self.bias, self.eps)
+    def forward_nhwc(self, x, out=None):
+        """Same on a B×H×W×C tensor: one fused call, the same numbers as the reference's explicit mean/var formula.
+        Written into ``out`` (same shape, contiguous) if given."""
+        if out is None:
+            return F.layer_norm(x, (x.shape[-1], ), self.weight, self.bias, self.eps)
+        torch.ops.aten.native_layer_norm.out(x, [x.shape[-1]], self.weight, self.bias, self.eps, out0=out,
+                                             out1=out.new_empty(0), out2=out.new_empty(0))
+        return out
 
 
 class FourierUnit(nn.Module):
@@ -346,29 +351,22 @@ class MixFFN(nn.Module):
     def forward(self, x):
         if _reference():
             return self.forward_reference(x)
-        c = x.shape[1]
         xn = _nhwc(x)
         # Fidelity: GELU after proj_in and after each dynamic conv (absent from the paper's figure).
         y = _linear(self.norm.forward_nhwc(xn), _matrix(self.proj_in), self.proj_in.bias, gelu=True)
-        weight, bias = self.dynamic_kernels(y.mean((1, 2)))
+        (w1, b1), (w2, b2) = self.dynamic_kernels(y.mean((1, 2)), size=max(self.conv1.conv.aggregation.kernel_size,
+                                                                             self.conv2.conv.aggregation.kernel_size))
+        # both run as one depthwise conv over the 2C channels: the 5×5 kernels zero-padded to 7×7 (the same conv)
+        weight, bias = torch.cat((w1, w2), 1), torch.cat((b1, b2), 1)
         y = _nhwc(depthwise_per_sample(_nchw(y), weight, bias, gelu=True))
         return _nchw(_linear(y, self.shuffled_proj_out(), self.proj_out.bias, add=xn))  # Fidelity: DML residual.
 
-    def dynamic_kernels(self, g, separate=False):
-        """Per-sample kernels (B×2C×1×k×k) and biases (B×2C) of both dynamic convs from the pooled 2C channels ``g``.
-
-        Both run as one depthwise conv over the 2C channels with the larger kernel size: the 5×5 kernels
-        zero-padded to 7×7 (the same convolution). With ``separate``, a list of each conv's own (B×C×1×k×k
-        kernels, B×C biases) instead.
-        """
+    def dynamic_kernels(self, g, size=None):
+        """[(kernels, biases) of conv1, of conv2]: per-sample B×C×1×k×k kernels and B×C biases of the dynamic convs
+        of y1 and y2, from the pooled 2C channels ``g``; with ``size``, the kernels zero-padded to size×size."""
         c = g.shape[1] // 2
-        conv1, conv2 = self.conv1.conv, self.conv2.conv
-        size = None if separate else max(conv1.aggregation.kernel_size, conv2.aggregation.kernel_size)
-        w1, b1 = conv1.aggregation.mix(conv1.attention.from_pooled(g[:, :c]), size)
-        w2, b2 = conv2.aggregation.mix(conv2.attention.from_pooled(g[:, c:]), size)
-        if separate:
-            return [(w1, b1), (w2, b2)]
-        return torch.cat((w1, w2), 1), torch.cat((b1, b2), 1)
+        return [conv.conv.aggregation.mix(conv.conv.attention.from_pooled(part), size)
+                for conv, part in ((self.conv1, g[:, :c]), (self.conv2, g[:, c:]))]
 
     def shuffled_proj_out(self):
         """proj_out's matrix with the channel shuffle (2i = y1 channel i, 2i+1 = y2 channel i) in its columns."""
@@ -459,10 +457,7 @@ def body_in_strips(blocks, feat):
 
     def norm_and_rfft(norm, r0, r1):
         """LN(x) of rows r0..r1 into e and its FFT along W (orthonormal: 1/sqrt(W) here, 1/sqrt(H) along H)."""
-        y = e[:, r0:r1]
-        torch.ops.aten.native_layer_norm.out(x[:, 1 + r0:1 + r1], [c], norm.weight, norm.bias, norm.eps, out0=y,
-                                             out1=y.new_empty(0), out2=y.new_empty(0))
-        dft.rfft(y[0], out=spec[0, r0:r1])
+        dft.rfft(norm.forward_nhwc(x[:, 1 + r0:1 + r1], out=e[:, r0:r1])[0], out=spec[0, r0:r1])
 
     def spectral_columns(spectral, c0, c1):
         """FFT along H, frequency-domain 1×1 conv + GELU and inverse FFT along H of spectrum columns c0..c1."""
@@ -487,7 +482,7 @@ def body_in_strips(blocks, feat):
     def attention_and_expansion(att, ffn, r0, r1):
         """x += proj(e) on rows r0..r1 (the FMA output), and the DML's expanded map GELU(proj_in(LN(x))) into the
         two halves; returns the expanded map's sum over the strip (2C channels)."""
-        _add_linear(x[:, 1 + r0:1 + r1], e[:, r0:r1], att.proj)
+        _add_linear(x[:, 1 + r0:1 + r1], e[:, r0:r1], att.proj.weight, att.proj.bias)
         y = ffn.norm.forward_nhwc(x[:, 1 + r0:1 + r1]).view(-1, c)
         weight, bias = _matrix(ffn.proj_in), ffn.proj_in.bias
         sums = []
@@ -532,21 +527,20 @@ def body_in_strips(blocks, feat):
             if j + 1 < len(strips):
                 positional(att, factors[j + 1], *strips[j + 1])
             sums.append(attention_and_expansion(att, ffn, r0, r1))
-        kernels = ffn.dynamic_kernels((torch.stack(sums).sum(0) / (h * w))[None], separate=True)
+        kernels = ffn.dynamic_kernels((torch.stack(sums).sum(0) / (h * w))[None])
         # Fidelity: channel shuffle: proj_out's input channel 2i is y1's channel i, 2i + 1 is y2's
-        kernels = [(weight, bias, ffn.proj_out.weight[:, j::2]) for j, (weight, bias) in enumerate(kernels)]
+        kernels = [(weight, bias, ffn.proj_out.weight[:, j::2].contiguous())
+                   for j, (weight, bias) in enumerate(kernels)]
         following = blocks[i + 1].attention.norm if i + 1 < len(blocks) else None
         for r0, r1 in strips:
             mixing(ffn, kernels, following, r0, r1)
     return x[:, 1:h + 1].add_(feat)
 
 
-def _add_linear(acc, x, conv, bias=None):
-    """``acc += conv(x)`` in place for B×H×W×C maps ``acc`` and ``x`` and a 1×1 ``conv`` (module, with its bias, or
-    a C_out×C_in×1×1 weight and ``bias``)."""
-    weight, bias = (conv.weight, conv.bias) if isinstance(conv, nn.Module) else (conv, bias)
+def _add_linear(acc, x, weight, bias=None):
+    """``acc += x·weightᵀ + bias`` in place for B×H×W×C maps ``acc`` and ``x`` and a C_out×C_in×1×1 conv weight."""
     if _fused(x) and _fused(acc):
-        torch.ops.mkldnn._convolution_pointwise_.binary(_nchw(acc), _nchw(x), weight.contiguous(), bias, [0, 0],
+        torch.ops.mkldnn._convolution_pointwise_.binary(_nchw(acc), _nchw(x), weight, bias, [0, 0],
                                                         [1, 1], [1, 1], 1, 'add', None, None, [], None)
     else:
         acc.add_(F.linear(x, weight.flatten(1), bias))
