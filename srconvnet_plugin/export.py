@@ -18,25 +18,17 @@ The model used for PyTorch inference is not changed.
 """
 import argparse
 import copy
-import math
 import os
 import tempfile
 
 import torch
 from torch import nn
 
+from srconvnet_plugin.archs.real_dft import dft_matrices
 from srconvnet_plugin.archs.srconvnet_arch import FourierUnit, KernelAggregation, LayerNorm2d, reference_forward
 from srconvnet_plugin.convert import CheckpointError
 
 DEFAULT_OPSET = 17  # LayerNormalization needs 17; nothing here needs more
-
-
-def _dft_matrices(n, num_freq, dtype, device):
-    """``cos`` and ``sin`` of ``2π·i·k/n`` for i < n, k < num_freq (the index product is reduced mod n first)."""
-    i = torch.arange(n, device=device)
-    k = torch.arange(num_freq, device=device)
-    angle = ((i[:, None] * k[None, :]) % n).to(dtype) * (2 * math.pi / n)
-    return torch.cos(angle), torch.sin(angle)
 
 
 class MatrixDFTFourierUnit(nn.Module):
@@ -59,8 +51,8 @@ class MatrixDFTFourierUnit(nn.Module):
         in_dtype = x.dtype
         if in_dtype not in (torch.float32, torch.float64):
             x = x.float()
-        cos_h, sin_h = _dft_matrices(h, h, x.dtype, x.device)  # symmetric H×H
-        cos_w, sin_w = _dft_matrices(w, wf, x.dtype, x.device)  # W×Wf
+        cos_h, sin_h = dft_matrices(h, h, x.dtype, x.device)  # symmetric H×H
+        cos_w, sin_w = dft_matrices(w, wf, x.dtype, x.device)  # W×Wf
         scale = 1.0 / torch.sqrt((h * w) * torch.ones((), dtype=x.dtype, device=x.device))
         # forward DFT along W (real input), then along H
         a_re, a_im = x @ cos_w, -(x @ sin_w)

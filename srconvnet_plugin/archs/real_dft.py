@@ -22,6 +22,14 @@ import torch
 MIN_SLOW_PRIME = 17
 
 
+def dft_matrices(n, num_freq, dtype, device):
+    """``cos`` and ``sin`` of ``2π·i·k/n`` for i < n, k < num_freq (the index product is reduced mod n first)."""
+    i = torch.arange(n, device=device)
+    k = torch.arange(num_freq, device=device)
+    angle = ((i[:, None] * k[None, :]) % n).to(dtype) * (2 * math.pi / n)
+    return torch.cos(angle), torch.sin(angle)
+
+
 def largest_prime_factor(n):
     """Largest prime factor of ``n`` ≥ 2."""
     factor, largest = 2, 1
@@ -126,9 +134,8 @@ def _two_stage_matrices(n, q, dtype, device):
     scale = 1 / math.sqrt(n)
     two_pi = 2 * math.pi
     # stage 1: rows (g, Re/Im), (q + 1)×q; g = 0 has a zero row for its missing imaginary part
-    n1 = torch.arange(q, dtype=f64)
-    g = torch.arange(groups, dtype=f64)[:, None]
-    stage1 = torch.stack((torch.cos(two_pi * g * n1 / q), -torch.sin(two_pi * g * n1 / q)), 1).reshape(2 * groups, q)
+    cos, sin = dft_matrices(q, groups, f64, 'cpu')  # q×groups
+    stage1 = torch.stack((cos.t(), -sin.t()), 1).reshape(2 * groups, q)
     stage1[1] = 0
     # inverse stage 1: y[p·n1 + n2] = B[0, n2] + Σ_g≥1 2·(Re B[g, n2]·cos − Im B[g, n2]·sin)(2π·g·n1/q)
     inverse1 = stage1.t().clone() * 2
