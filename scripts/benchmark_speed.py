@@ -6,6 +6,7 @@ Usage (the README's numbers; 2 threads as on the 2-core CI machine)::
     PYTHONPATH=$PWD python scripts/benchmark_speed.py --scales 4 --precision bf16        # reduced precision
     PYTHONPATH=$PWD python scripts/benchmark_speed.py --scales 4 --psnr --precision bf16  # its PSNR cost
     PYTHONPATH=$PWD python scripts/benchmark_speed.py --device cuda --precision fp16 --channels-last --compile
+    PYTHONPATH=$PWD python scripts/benchmark_speed.py --scales 3 --ops 25    # where SRConvNet's time goes, by operator
 
 For each scale the LR input is ceil(720 / s) × ceil(1280 / s) (180×320 at ×4), so the output is 720p (720×1281 at ×3).
 SRConvNet (authors' default config, random weights: speed does not depend on them) and the yardstick EDSR-baseline
@@ -15,6 +16,10 @@ median and spread (min-max) of each and the ratio of the medians. Peak memory is
 fresh process per model) or the peak allocated memory (CUDA) of one forward pass. The ratio column also gives the
 range of the per-pair ratios (run i of SRConvNet over run i of EDSR-baseline, timed back to back): on a shared
 machine whose speed drifts, that range shows how far a single comparison can move.
+
+``--ops N`` adds SRConvNet's N most expensive operators at each scale (``torch.profiler``: self time per operator
+and input shapes, the minimum over ``min(--runs, 3)`` separately profiled forward passes, which is steadier than one
+pass on a machine whose speed drifts).
 """
 import argparse
 import json
@@ -25,7 +30,9 @@ import statistics
 import time
 from contextlib import nullcontext
 
-import torch
+# torch.profiler (--ops) on a CPU-only machine: keep kineto's missing-GPU error line off stderr
+os.environ.setdefault('KINETO_LOG_LEVEL', '5')
+import torch  # noqa: E402  (after the kineto setting)
 
 import srconvnet_plugin  # noqa: F401  (applies the basicsr compatibility shims)
 from basicsr.archs.edsr_arch import EDSR
@@ -176,6 +183,30 @@ def _allocator_settings():
     return f', allocator: {" ".join(found)}' if found else ', default allocator'
 
 
+def operator_breakdown(run, device, passes=3, top=20):
+    """SRConvNet's ``top`` most expensive operators over ``passes`` profiled calls of ``run``.
+
+    Rows (most expensive first): operator name, input shapes, calls per pass and self time in ms (CPU, or the device
+    on CUDA), each the minimum over the passes; ``share`` is the fraction of the summed minima of all operators.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    best = {}
+    for _ in range(passes):
+        with profile(activities=activities, record_shapes=True) as prof:
+            run()
+        for event in prof.key_averages(group_by_input_shape=True):
+            ms = (event.self_device_time_total if device.type == 'cuda' else event.self_cpu_time_total) / 1e3
+            key = (event.key, str(event.input_shapes))
+            calls, old = best.get(key, (event.count, float('inf')))
+            best[key] = (min(calls, event.count), min(old, ms))
+    total = sum(ms for _, ms in best.values()) or 1.0
+    rows = sorted(best.items(), key=lambda item: -item[1][1])[:top]
+    return [{'op': op, 'input_shapes': shapes, 'calls': calls, 'self_ms': ms, 'share': ms / total}
+            for (op, shapes), (calls, ms) in rows]
+
+
 def _fmt(times):
     med = statistics.median(times)
     return f'{med * 1e3:.0f} ms ({min(times) * 1e3:.0f}-{max(times) * 1e3:.0f})'
@@ -197,10 +228,14 @@ def main(argv=None):
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory measurement')
     parser.add_argument('--psnr', action='store_true', help='also report PSNR of --precision outputs vs fp32')
     parser.add_argument('--weights', default=None, help='checkpoint for --psnr (default: random init)')
+    parser.add_argument('--ops', type=int, default=0, metavar='N',
+                        help="also list SRConvNet's N most expensive operators at each scale (torch.profiler)")
     parser.add_argument('--json', default=None, help='write the results to this JSON file too')
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error(f'--runs must be at least 1, got {args.runs}')
+    if args.ops < 0:
+        parser.error(f'--ops must be 0 or more, got {args.ops}')
     if min(args.out_size) < 1:
         parser.error(f'--out-size must be positive, got {args.out_size}')
     device = torch.device(args.device)
@@ -243,10 +278,20 @@ def main(argv=None):
             memory = ' / '.join(f'{v / 2**20:.0f} MiB' for v in row['peak_memory_bytes'].values())
         if args.psnr:
             row['psnr_vs_fp32'] = psnr_vs_fp32(scale, args.precision, device, args.weights, args.channels_last)
+        if args.ops:
+            row['ops'] = operator_breakdown(runs['srconvnet'], device, min(args.runs, 3), args.ops)
         results.append(row)
         print(f'| ×{scale} | {size[0]}×{size[1]} | {_fmt(times["srconvnet"])} | {_fmt(times["edsr"])} | '
               f'{ratio:.2f} ({min(pair_ratios):.2f}-{max(pair_ratios):.2f}) | {row["srconvnet_gmacs_per_s"]:.0f} | '
               f'{memory} |', flush=True)
+    for row in results:
+        if 'ops' in row:
+            print(f'\n# ×{row["scale"]} SRConvNet by operator (self time, min of {min(args.runs, 3)} profiled passes)')
+            print('| operator | input shapes | calls | self ms | share |')
+            print('|---|---|---|---|---|')
+            for op in row['ops']:
+                print(f'| {op["op"]} | {op["input_shapes"][:90]} | {op["calls"]} | {op["self_ms"]:.1f} | '
+                      f'{op["share"]:.1%} |')
     for row in results:
         if 'psnr_vs_fp32' in row:
             values = ', '.join(f'{k} {v:.2f} dB' for k, v in row['psnr_vs_fp32'].items())

@@ -37,7 +37,29 @@ def test_benchmark_script_reports_both_models(bench, tmp_path, capsys):
     assert '| ×3 | 8×12 |' in capsys.readouterr().out
 
 
+def test_operator_breakdown_lists_srconvnets_costliest_operators(bench, tmp_path, capsys):
+    threads = torch.get_num_threads()
+    out = tmp_path / 'bench.json'
+    try:
+        bench.main(['--out-size', '16', '24', '--scales', '2', '--runs', '2', '--threads', '1', '--no-memory',
+                    '--ops', '4', '--json', str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    (row, ) = json.loads(out.read_text())['results']
+    ops = row['ops']
+    assert len(ops) == 4
+    assert [op['self_ms'] for op in ops] == sorted((op['self_ms'] for op in ops), reverse=True)
+    for op in ops:
+        assert '::' in op['op'] and op['input_shapes'].startswith('[')  # real operator names, with their inputs
+        assert op['calls'] >= 1 and op['self_ms'] > 0 and 0 < op['share'] <= 1
+    assert sum(op['share'] for op in ops) <= 1 + 1e-9
+    printed = capsys.readouterr().out
+    assert '# ×2 SRConvNet by operator (self time, min of 2 profiled passes)' in printed
+    assert f'| {ops[0]["op"]} |' in printed
+
+
 @pytest.mark.parametrize('argv,message', [(['--runs', '0'], '--runs must be at least 1, got 0'),
+                                          (['--ops', '-1'], '--ops must be 0 or more, got -1'),
                                           (['--precision', 'fp16'], 'fp16 is for GPUs'),
                                           (['--out-size', '0', '8'], '--out-size must be positive')])
 def test_benchmark_script_refuses_bad_options(bench, argv, message, capsys):
