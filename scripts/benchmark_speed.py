@@ -236,6 +236,7 @@ def main(argv=None):
         parser.error(f'--runs must be at least 1, got {args.runs}')
     if args.ops < 0:
         parser.error(f'--ops must be 0 or more, got {args.ops}')
+    ops_passes = min(args.runs, 3)  # profiled forward passes per scale for --ops
     if min(args.out_size) < 1:
         parser.error(f'--out-size must be positive, got {args.out_size}')
     device = torch.device(args.device)
@@ -279,14 +280,14 @@ def main(argv=None):
         if args.psnr:
             row['psnr_vs_fp32'] = psnr_vs_fp32(scale, args.precision, device, args.weights, args.channels_last)
         if args.ops:
-            row['ops'] = operator_breakdown(runs['srconvnet'], device, min(args.runs, 3), args.ops)
+            row['ops'] = operator_breakdown(runs['srconvnet'], device, ops_passes, args.ops)
         results.append(row)
         print(f'| ×{scale} | {size[0]}×{size[1]} | {_fmt(times["srconvnet"])} | {_fmt(times["edsr"])} | '
               f'{ratio:.2f} ({min(pair_ratios):.2f}-{max(pair_ratios):.2f}) | {row["srconvnet_gmacs_per_s"]:.0f} | '
               f'{memory} |', flush=True)
     for row in results:
         if 'ops' in row:
-            print(f'\n# ×{row["scale"]} SRConvNet by operator (self time, min of {min(args.runs, 3)} profiled passes)')
+            print(f'\n# ×{row["scale"]} SRConvNet by operator (self time, min of {ops_passes} profiled passes)')
             print('| operator | input shapes | calls | self ms | share |')
             print('|---|---|---|---|---|')
             for op in row['ops']:
