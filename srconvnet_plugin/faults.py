@@ -2,32 +2,18 @@
 
 ``compat.apply_pipeline_shims`` wires these into basicsr's pipeline; they are plain functions and can be used alone:
 
-* :func:`atomic_save` writes a ``torch.save`` file to a temporary file in the same folder, fsyncs it, renames it over
-  the target and fsyncs the folder, so a killed process or a full disk never leaves a half-written ``.pth``/``.state``.
+* :func:`atomic_save` writes a ``torch.save`` file through :func:`atomic_write.atomic_write`, so a killed process or
+  a full disk never leaves a half-written ``.pth``/``.state``.
 * :class:`StopRequest` turns the first SIGINT/SIGTERM into "save a resumable state after this iteration, then stop";
   a second signal stops at once.
 * :func:`non_finite` finds NaN/inf in a loss dict or in a network's parameters.
 """
-import contextlib
 import io
 import math
-import os
-import os.path as osp
-import re
 import signal
-import tempfile
 import threading
 
-def _current_umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-#: mkstemp creates files 0600; checkpoints get the permissions a plain open() would give them
-_FILE_MODE = 0o666 & ~_current_umask()
-#: leftovers of an interrupted :func:`atomic_save` look like ``.net_g_10.pth.<random>.tmp``
-TEMP_FILE = re.compile(r'^\..+\.(pth|state)\.[^.]+\.tmp$')
+from .atomic_write import atomic_write, leftover_temp_files  # noqa: F401  (leftover_temp_files: part of this API)
 
 
 class TrainingStopped(RuntimeError):
@@ -52,54 +38,16 @@ class TrainingInterrupted(TrainingStopped):
         self.exit_code = 128 + signum
 
 
-def fsync_dir(folder):
-    """Make a rename inside ``folder`` durable (no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_save(obj, path):
     """``torch.save(obj, path)`` that either replaces ``path`` with a complete file or leaves it as it was.
 
     The data is serialised in memory first (so a write error surfaces as the ``OSError`` it is, e.g. ENOSPC, which
-    torch's zip writer would report as "unexpected pos"), written to ``.<name>.<random>.tmp`` beside ``path``,
-    flushed and fsynced, then ``os.replace``d onto ``path`` (atomic on POSIX and Windows) and the folder is fsynced.
-    On any error the temporary file is removed and the error is raised.
+    torch's zip writer would report as "unexpected pos"), then written by :func:`atomic_write.atomic_write`.
     """
     import torch
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    path = osp.abspath(os.fspath(path))
-    folder, name = osp.split(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            if hasattr(os, 'fchmod'):
-                os.fchmod(f.fileno(), _FILE_MODE)
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(folder)
-
-
-def leftover_temp_files(folder):
-    """Temporary files of interrupted :func:`atomic_save` calls in ``folder`` (full paths, sorted)."""
-    if not osp.isdir(folder):
-        return []
-    return sorted(osp.join(folder, n) for n in os.listdir(folder) if TEMP_FILE.match(n))
+    atomic_write(path, buffer.getbuffer())
 
 
 def non_finite(log_dict=None, net=None):

@@ -10,7 +10,7 @@ import torch
 
 from helpers import plugin_env, python_cmd
 from srconvnet_plugin.compat import load_weights_only
-from srconvnet_plugin.faults import TEMP_FILE
+from srconvnet_plugin.atomic_write import leftover_temp_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test_stack'))
 from stack_options import make_test_yaml, make_train_yaml  # noqa: E402,F401  (the stack tests' option files)
@@ -47,7 +47,7 @@ def wait_for(cond, proc, timeout=120, what='condition'):
 
 def temp_files(*folders):
     """Leftovers of interrupted atomic saves in ``folders``."""
-    return sorted(p for f in folders if f.is_dir() for p in f.iterdir() if TEMP_FILE.match(p.name))
+    return sorted(Path(p) for f in folders for p in leftover_temp_files(f))
 
 
 def iters(folder, suffix):
