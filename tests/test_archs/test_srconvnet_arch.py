@@ -1,4 +1,4 @@
-"""SRConvNet computes exactly what the authors' implementation computes (goldens in ../shared/srconvnet/golden)."""
+"""SRConvNet computes exactly what the authors' implementation computes (goldens in tests/data/golden)."""
 import contextlib
 
 import pytest
