@@ -1,4 +1,4 @@
-"""What the README says about set-up, training and testing stays true."""
+"""What the README and docs/training.md say about set-up, training and testing stays true."""
 import re
 
 import pytest
@@ -9,12 +9,13 @@ from helpers import REPO_ROOT
 from srconvnet_plugin.options import OptionLoader, load_options
 
 README = (REPO_ROOT / 'README.md').read_text()
+TRAINING = (REPO_ROOT / 'docs' / 'training.md').read_text()
 
 
-def section(title):
-    start = README.index(f'\n## {title}\n')
-    end = README.find('\n## ', start + 1)
-    return README[start:end if end != -1 else None]
+def section(text, title):
+    start = text.index(f'\n## {title}\n')
+    end = text.find('\n## ', start + 1)
+    return text[start:end if end != -1 else None]
 
 
 def test_first_screen_commands_are_the_ci_commands():
@@ -26,7 +27,7 @@ def test_first_screen_commands_are_the_ci_commands():
 
 
 def test_example_option_file_is_read_safely_and_builds_srconvnet(tmp_path):
-    [example] = re.findall(r'```yaml\n(.*?)```', section("Training and testing with BasicSR's pipelines"), re.S)
+    [example] = re.findall(r'```yaml\n(.*?)```', section(TRAINING, 'Option files'), re.S)
     path = tmp_path / 'train_SRConvNet_x4.yml'
     path.write_text(example)
     opt = load_options(path)
