@@ -21,7 +21,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -34,6 +33,7 @@ from tqdm import tqdm
 import srconvnet_plugin  # noqa: F401  (basicsr import shims; registers the plugin archs)
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
+from srconvnet_plugin.atomic_write import atomic_write
 from srconvnet_plugin.complexity import count_complexity, reparameterised_params
 from srconvnet_plugin.profiling import cpu_peak_memory_in_fresh_process, cuda_peak_memory, measure_latency
 
@@ -440,35 +440,14 @@ def plot(rows, path):
     plt.close(fig)
 
 
-def _atomic_write(path, write):
-    """Write through ``write(tmp_path)`` into a temporary file beside ``path``, then rename it into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _write_text(path, text):
-    def write(tmp):
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-
-    _atomic_write(path, write)
-
-
 def write_outputs(rows, out_dir, meta):
     """Write compare.md/.csv/.json/.png into ``out_dir``; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, n) for n in OUTPUT_NAMES]
-    _write_text(paths[0], markdown_table(rows))
-    _write_text(paths[1], csv_text(rows))
-    _write_text(paths[2], json.dumps({'meta': meta, 'rows': rows}, indent=2) + '\n')
-    _atomic_write(paths[3], lambda tmp: plot(rows, tmp))
+    atomic_write(paths[0], markdown_table(rows).encode('utf-8'))
+    atomic_write(paths[1], csv_text(rows).encode('utf-8'))
+    atomic_write(paths[2], (json.dumps({'meta': meta, 'rows': rows}, indent=2) + '\n').encode('utf-8'))
+    atomic_write(paths[3], lambda tmp: plot(rows, tmp))
     return paths
 
 

@@ -13,6 +13,7 @@ saved ``net_g``. The final table compares the saved 8-bit SRConvNet outputs with
 """
 import argparse
 import csv
+import io
 import os
 import re
 import subprocess
@@ -25,6 +26,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from srconvnet_plugin.atomic_write import atomic_write
 from srconvnet_plugin.options import load_options
 
 PACKAGE_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -53,6 +55,14 @@ def _bicubic(img, scale):
     return np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
 
 
+def _write_png(path, img):
+    """``img`` as a new PNG file at ``path`` (atomically; the run folder is new, so nothing is replaced)."""
+    ok, png = cv2.imencode('.png', img)
+    if not ok:
+        raise ValueError(f'{path}: OpenCV cannot encode a {img.dtype} {img.shape} image as PNG')
+    atomic_write(path, png, overwrite=False)
+
+
 def _mod_crop(img, scale):
     h, w = img.shape[:2]
     return img[:h - h % scale, :w - w % scale]
@@ -79,7 +89,7 @@ def build_data(data_dir, scale):
         for folder, img in (('train_HR', hr), (f'train_LRx{scale}', _bicubic(hr, 1 / scale))):
             os.makedirs(osp.join(data_dir, 'train', folder), exist_ok=True)
             path = osp.join(data_dir, 'train', folder, f'{name}.png')
-            cv2.imwrite(path, img)
+            _write_png(path, img)
             folders[folder].append(path)
             shapes[folder].append(img.shape)
     for folder, paths in folders.items():
@@ -93,7 +103,7 @@ def build_data(data_dir, scale):
         hr = _mod_crop(hr, scale)
         for folder, img in (('HR', hr), (f'LRx{scale}', _bicubic(hr, 1 / scale))):
             os.makedirs(osp.join(data_dir, 'val', folder), exist_ok=True)
-            cv2.imwrite(osp.join(data_dir, 'val', folder, f'{name}.png'), img)
+            _write_png(osp.join(data_dir, 'val', folder, f'{name}.png'), img)
     return list(VAL_IMAGES)
 
 
@@ -207,7 +217,7 @@ def save_montage(run_dir, val_names, scale, test_name, path, crop=96):
             axes[i, j].set_title(f'{name}: {title}', fontsize=9)
             axes[i, j].axis('off')
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format='png'), overwrite=False)
     plt.close(fig)
 
 
@@ -233,7 +243,7 @@ def save_curve(curve, bicubic_psnr, path):
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format='png'), overwrite=False)
     plt.close(fig)
 
 
@@ -266,17 +276,17 @@ def run_demo(scale=2, iters=400, out='demo_output'):
           f"{net['num_heads']} heads, {net['num_kernels']} kernels; HR patch {train_opt['datasets']['train']['gt_size']}, "
           f"batch {train_opt['datasets']['train']['batch_size_per_gpu']}, {iters} iterations")
     for fname, opt in (('train.yml', train_opt), ('test.yml', test_opt)):
-        with open(osp.join(run_dir, fname), 'w') as f:
-            yaml.safe_dump(opt, f, sort_keys=False)
+        atomic_write(osp.join(run_dir, fname), yaml.safe_dump(opt, sort_keys=False).encode('utf-8'), overwrite=False)
     run_stage(['srconvnet_plugin.train', '-opt', 'train.yml'], run_dir, osp.join(run_dir, 'train.log'),
               'training', total=iters)
     run_stage(['srconvnet_plugin.test', '-opt', 'test.yml'], run_dir, osp.join(run_dir, 'test.log'), 'testing')
 
     rows = evaluate(run_dir, val_names, scale, test_opt['name'])
-    with open(osp.join(run_dir, 'metrics.csv'), 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(osp.join(run_dir, 'metrics.csv'), table.getvalue().encode('utf-8'), overwrite=False)
     save_montage(run_dir, val_names, scale, test_opt['name'], osp.join(run_dir, 'montage.png'))
     # BasicSR validates once more after the last iteration, logged at total_iter + 1: keep the in-training points
     curve = [(step, psnr) for step, psnr in validation_curve(run_dir, train_opt['name']) if step <= iters]
