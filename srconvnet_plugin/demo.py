@@ -6,10 +6,10 @@ Usage::
 
 Every step goes through the real system: LR images by BasicSR's MATLAB-style bicubic ``imresize``, a training LMDB
 made with ``basicsr.utils.lmdb_util``, training and validation (Y-PSNR/SSIM) through this plugin's train entry point
-(BasicSR's train pipeline with ``options/demo/train_SRConvNet_demo_x2.yml``), then BasicSR's test pipeline on the
-saved ``net_g``. The final table compares the saved 8-bit SRConvNet outputs with bicubic upsampling by BasicSR's
-``calculate_psnr``/``calculate_ssim`` (Y channel, border = scale). Each run writes into a new numbered folder under
-``--out``, so an earlier run is never touched.
+(BasicSR's train pipeline with the package's ``demo_options/train_SRConvNet_demo_x2.yml``), then BasicSR's test
+pipeline on the saved ``net_g``. The final table compares the saved 8-bit SRConvNet outputs with bicubic upsampling
+by BasicSR's ``calculate_psnr``/``calculate_ssim`` (Y channel, border = scale). Each run writes into a new numbered
+folder under ``--out``, so an earlier run is never touched.
 """
 import argparse
 import csv
@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+from importlib import resources
 from os import path as osp
 
 import cv2
@@ -29,8 +30,10 @@ from tqdm import tqdm
 from srconvnet_plugin.atomic_write import atomic_write
 from srconvnet_plugin.options import load_options
 
+#: the folder that holds this ``srconvnet_plugin``: the stages run in subprocesses import the same package
 PACKAGE_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_OPTIONS = osp.join(PACKAGE_ROOT, 'options', 'demo', 'train_SRConvNet_demo_x2.yml')
+#: the demo's option file, package data (installed with the package, read through importlib.resources)
+DEMO_OPTIONS = resources.files('srconvnet_plugin') / 'demo_options' / 'train_SRConvNet_demo_x2.yml'
 # textured photographs for training; the validation images are other photographs (no smooth ones: retina,
 # colorwheel give meaninglessly high PSNR)
 TRAIN_IMAGES = ('astronaut', 'coffee', 'rocket', 'hubble_deep_field', 'camera', 'gravel')
@@ -109,7 +112,8 @@ def build_data(data_dir, scale):
 
 def make_options(scale, iters):
     """The demo's train and test options as dicts (the demo option file with scale, iterations and paths set)."""
-    train_opt = load_options(DEMO_OPTIONS)
+    with resources.as_file(DEMO_OPTIONS) as path:
+        train_opt = load_options(path)
     train_opt['name'] = f'SRConvNet_demo_x{scale}'
     train_opt['scale'] = scale
     train_opt['network_g']['upscale'] = scale
