@@ -34,7 +34,7 @@ import srconvnet_plugin  # noqa: F401  (basicsr import shims; registers the plug
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from srconvnet_plugin.atomic_write import atomic_write
-from srconvnet_plugin.complexity import count_complexity, reparameterised_params
+from srconvnet_plugin.complexity import count_complexity, reparameterised_params, thop_counts
 from srconvnet_plugin.profiling import cpu_peak_memory_in_fresh_process, cuda_peak_memory, measure_latency
 
 # Lightweight configurations of BasicSR's own archs (scale argument left out; it is added per run).
@@ -323,6 +323,7 @@ def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=Tru
         notes.append('Y channel only (1-channel in/out)')
 
     cx = count_complexity(model, (channels, ph, pw), device=device)
+    params_thop, macs_thop = thop_counts(model, (channels, ph, pw), device=device)
     deployed = reparameterised_params(model)
     if deployed is not None:
         notes.append(f'{deployed:,} params once re-parameterised (training-time branches counted in Params)')
@@ -350,6 +351,8 @@ def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=Tru
         macs_extra=cx.macs_extra,
         total_macs=cx.total_macs,
         other_ops=cx.other_ops,
+        params_thop=params_thop,
+        macs_thop=macs_thop,
         latency_median_ms=latency.median_ms,
         latency_iqr_ms=latency.iqr_ms,
         latency_min_ms=latency.min_ms,
@@ -374,7 +377,7 @@ def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=Tru
 
 # ------------------------------------------------------------------------------------------------------------ output
 CSV_FIELDS = ('arch', 'type', 'scale', 'input', 'traced_input', 'output', 'params', 'params_deployed', 'macs', 'macs_extra',
-              'total_macs', 'other_ops', 'latency_median_ms', 'latency_iqr_ms', 'latency_min_ms', 'latency_max_ms',
+              'total_macs', 'other_ops', 'params_thop', 'macs_thop', 'latency_median_ms', 'latency_iqr_ms', 'latency_min_ms', 'latency_max_ms',
               'runs', 'device', 'memory_forward_mb', 'memory_peak_mb', 'memory_kind', 'psnr_y', 'ssim_y', 'notes')
 
 
@@ -386,7 +389,7 @@ def markdown_table(rows):
     """The comparison as a Markdown table (numbers rounded for reading; CSV/JSON keep them exact)."""
     quality = any(r['psnr_y'] is not None for r in rows)
     header = ['Arch', 'Scale', 'LR input', 'Params (K)', 'MACs (G)', 'MACs + FFT/attn/products (G)',
-              'Other ops (G)', 'Latency ms (median ± IQR)', 'Fwd mem (MB)']
+              'Other ops (G)', 'thop Params (K)', 'thop MACs (G)', 'Latency ms (median ± IQR)', 'Fwd mem (MB)']
     if quality:
         header += ['PSNR-Y (dB)', 'SSIM-Y']
     header.append('Notes')
@@ -394,6 +397,7 @@ def markdown_table(rows):
     for r in rows:
         cells = [r['arch'], f"×{r['scale']}", r['input'].replace('x', '×'), f"{r['params'] / 1e3:,.1f}",
                  f"{r['macs'] / 1e9:.2f}", f"{r['total_macs'] / 1e9:.2f}", f"{r['other_ops'] / 1e9:.2f}",
+                 f"{r['params_thop'] / 1e3:,.1f}", f"{r['macs_thop'] / 1e9:.2f}",
                  f"{r['latency_median_ms']:.1f} ± {r['latency_iqr_ms']:.1f}", _fmt(r['memory_forward_mb'], '.0f')]
         if quality:
             cells += [_fmt(r['psnr_y'], '.2f'), _fmt(r['ssim_y'], '.4f')]
