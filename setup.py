@@ -16,7 +16,8 @@ setup(
         'torch',
         'torchvision',
         'basicsr>=1.4.2',
-        'mmengine',
+        'mmengine',  # complexity: parameter and MAC counts (FlopAnalyzer)
+        'thop',  # compare: the counts as commonly reported (thop.profile), beside mmengine's
         'lmdb',
         'opencv-python',
         'numpy',
