@@ -38,6 +38,7 @@ Example::
 """
 import copy
 import math
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -238,6 +239,20 @@ def count_complexity(model, input_shape, device='cpu'):
         input_shape=tuple(input_shape))
 
 
+class _ModuleForwards(nn.Module):
+    """``model(x)`` with autograd on but nothing requiring a gradient (so nothing is recorded): what runs is the
+    modules' own forwards, which thop hooks, rather than a fast path taken under ``no_grad`` (``thop.profile`` runs
+    the model under ``no_grad``)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model.requires_grad_(False)
+
+    def forward(self, x):
+        with torch.enable_grad():
+            return self.model(x)
+
+
 def thop_counts(model, input_shape, device='cpu'):
     """``(params, macs)`` of ``model`` for one ``(C, H, W)`` input, as ``thop.profile`` counts them (ints).
 
@@ -248,7 +263,7 @@ def thop_counts(model, input_shape, device='cpu'):
     import thop
     from thop.profile import register_hooks
 
-    probe = copy.deepcopy(model)
+    probe = _ModuleForwards(copy.deepcopy(model))
     custom_ops = {}
     for module in probe.modules():
         kind = type(module)
@@ -256,7 +271,9 @@ def thop_counts(model, input_shape, device='cpu'):
         if base is not None and base is not kind:
             custom_ops[kind] = register_hooks[base]
     inputs = (torch.rand(1, *input_shape, device=device), )
-    macs, params = thop.profile(probe, inputs=inputs, custom_ops=custom_ops, verbose=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='This API is being deprecated')  # thop about its own helpers
+        macs, params = thop.profile(probe, inputs=inputs, custom_ops=custom_ops, verbose=False)
     return int(round(params)), int(round(macs))
 
 
