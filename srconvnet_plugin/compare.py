@@ -11,7 +11,8 @@ Every network is built from a BasicSR ``network_g`` dict through ``basicsr.archs
 ``ARCH_REGISTRY`` can be compared (``--arch-opt``); presets hold the lightweight configurations of BasicSR's own
 archs as their papers and BasicSR's option files define them, and the plugin's archs are added with their defaults.
 Counting conventions are in ``srconvnet_plugin.complexity`` (MACs; the thop columns are the counts as commonly
-reported, ``thop.profile``, beside the true ones) and ``srconvnet_plugin.profiling`` (time, memory). Writes ``compare.md``, ``compare.csv``, ``compare.json`` and ``compare.png`` to ``--out-dir``.
+reported, ``thop.profile``, beside the true ones) and ``srconvnet_plugin.profiling`` (time, memory). Writes
+``compare.md``, ``compare.csv``, ``compare.json`` and ``compare.png`` to ``--out-dir``.
 """
 import argparse
 import csv
