@@ -1,6 +1,6 @@
 """SRConvNet latency and peak memory at a 720p output, with BasicSR's EDSR-baseline timed in the same process.
 
-Usage (the README's numbers; 2 threads as on the 2-core CI machine)::
+Usage (the numbers of docs/speed.md; 2 threads as on the 2-core CI machine)::
 
     PYTHONPATH=$PWD python scripts/benchmark_speed.py --threads 2 --runs 5
     PYTHONPATH=$PWD python scripts/benchmark_speed.py --scales 4 --precision bf16        # reduced precision

@@ -12,8 +12,8 @@ warning). The output is
 ``OUTDIR/<name>_<suffix>.<ext>``; an existing output stops the run before any work unless ``--overwrite`` is given.
 Files are written to a temporary name and renamed, so an interrupted run never leaves a half-written image.
 
-The scale and architecture are read from the checkpoint's tensor shapes; ``--scale`` only checks them. See the
-README's "Inference on your images" section for how tiling interacts with the network's image-wide operations.
+The scale and architecture are read from the checkpoint's tensor shapes; ``--scale`` only checks them. See
+docs/inference.md, "Tiling and the network's image-wide operations", for how tiling interacts with them.
 """
 import argparse
 import os
@@ -30,7 +30,7 @@ from srconvnet_plugin.convert import CheckpointError, convert_state_dict, load_c
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff')
 OUTPUT_EXTENSIONS = ('png', 'jpg', 'webp', 'tif')
-# Defaults chosen from scripts/benchmark_tiling.py (numbers in the README): inputs up to DEFAULT_TILE pixels on
+# Defaults chosen from scripts/benchmark_tiling.py (numbers in docs/inference.md): inputs up to DEFAULT_TILE pixels on
 # each side run whole (exact), larger ones in tiles of DEFAULT_TILE with DEFAULT_TILE_PAD pixels of context.
 DEFAULT_TILE = 512
 DEFAULT_TILE_PAD = 32
