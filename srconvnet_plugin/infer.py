@@ -12,8 +12,9 @@ warning). The output is
 ``OUTDIR/<name>_<suffix>.<ext>``; an existing output stops the run before any work unless ``--overwrite`` is given.
 Files are written to a temporary name and renamed, so an interrupted run never leaves a half-written image.
 
-The scale and architecture are read from the checkpoint's tensor shapes; ``--scale`` only checks them. See
-docs/inference.md, "Tiling and the network's image-wide operations", for how tiling interacts with them.
+The scale and architecture are read from the checkpoint's tensor shapes; ``--scale`` only checks them. How tiling
+interacts with the network's image-wide operations: docs/inference.md, "Tiling and the network's image-wide
+operations".
 """
 import argparse
 import os
