@@ -8,13 +8,16 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['srconvnet_plugin', 'srconvnet_plugin.*']),
+    # files the commands read at run time (the demo's option file); MANIFEST.in puts them into the sdist too
+    package_data={'srconvnet_plugin': ['demo_options/*.yml']},
     python_requires='>=3.9',
     # torch is deliberately not pinned: the README's set-up picks the build for the machine.
     install_requires=[
         'torch',
         'torchvision',
         'basicsr>=1.4.2',
-        'mmengine',
+        'mmengine',  # complexity: parameter and MAC counts (FlopAnalyzer)
+        'thop',  # compare: the counts as commonly reported (thop.profile), beside mmengine's
         'lmdb',
         'opencv-python',
         'numpy',

@@ -1,6 +1,6 @@
 """SRConvNet latency and peak memory at a 720p output, with BasicSR's EDSR-baseline timed in the same process.
 
-Usage (the README's numbers; 2 threads as on the 2-core CI machine)::
+Usage (the numbers of docs/speed.md; 2 threads as on the 2-core CI machine)::
 
     PYTHONPATH=$PWD python scripts/benchmark_speed.py --threads 2 --runs 5
     PYTHONPATH=$PWD python scripts/benchmark_speed.py --scales 4 --precision bf16        # reduced precision
@@ -37,6 +37,7 @@ import torch  # noqa: E402  (after the kineto setting)
 import srconvnet_plugin  # noqa: F401  (applies the basicsr compatibility shims)
 from basicsr.archs.edsr_arch import EDSR
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+from srconvnet_plugin.atomic_write import atomic_write
 
 OUT_SIZE = (720, 1280)
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -298,10 +299,7 @@ def main(argv=None):
             values = ', '.join(f'{k} {v:.2f} dB' for k, v in row['psnr_vs_fp32'].items())
             print(f'# ×{row["scale"]} {args.precision} vs fp32 PSNR: {values}')
     if args.json:
-        tmp = f'{args.json}.tmp'
-        with open(tmp, 'w') as f:
-            json.dump({'args': vars(args), 'results': results}, f, indent=1)
-        os.replace(tmp, args.json)
+        atomic_write(args.json, json.dumps({'args': vars(args), 'results': results}, indent=1).encode('utf-8'))
 
 
 if __name__ == '__main__':

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 import srconvnet_plugin  # noqa: F401  (basicsr import shims, arch registration)
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+from srconvnet_plugin.atomic_write import atomic_write
 from srconvnet_plugin.infer import load_model, upscale_tensor
 
 TRAIN_IMAGES = ('astronaut', 'chelsea', 'rocket', 'immunohistochemistry')
@@ -234,8 +235,7 @@ def main():
         print(f'peak memory, default config x4, 960x540 -> 3840x2160 on {args.device}:')
         results['memory_4k'] = memory_table([(t, 32) for t in args.memory_tiles], args.device)
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(results, f, indent=1)
+        atomic_write(args.out, json.dumps(results, indent=1).encode('utf-8'))
     print(json.dumps(results, indent=1))
 
 

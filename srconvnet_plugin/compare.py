@@ -10,8 +10,9 @@ Usage::
 Every network is built from a BasicSR ``network_g`` dict through ``basicsr.archs.build_network``, so any arch in
 ``ARCH_REGISTRY`` can be compared (``--arch-opt``); presets hold the lightweight configurations of BasicSR's own
 archs as their papers and BasicSR's option files define them, and the plugin's archs are added with their defaults.
-Counting conventions are in ``srconvnet_plugin.complexity`` (MACs) and ``srconvnet_plugin.profiling`` (time,
-memory). Writes ``compare.md``, ``compare.csv``, ``compare.json`` and ``compare.png`` to ``--out-dir``.
+Counting conventions are in ``srconvnet_plugin.complexity`` (MACs; the thop columns are the counts as commonly
+reported, ``thop.profile``, beside the true ones) and ``srconvnet_plugin.profiling`` (time, memory). Writes
+``compare.md``, ``compare.csv``, ``compare.json`` and ``compare.png`` to ``--out-dir``.
 """
 import argparse
 import csv
@@ -21,7 +22,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -34,7 +34,8 @@ from tqdm import tqdm
 import srconvnet_plugin  # noqa: F401  (basicsr import shims; registers the plugin archs)
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
-from srconvnet_plugin.complexity import count_complexity, reparameterised_params
+from srconvnet_plugin.atomic_write import atomic_write
+from srconvnet_plugin.complexity import count_complexity, reparameterised_params, thop_counts
 from srconvnet_plugin.profiling import cpu_peak_memory_in_fresh_process, cuda_peak_memory, measure_latency
 
 # Lightweight configurations of BasicSR's own archs (scale argument left out; it is added per run).
@@ -323,6 +324,7 @@ def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=Tru
         notes.append('Y channel only (1-channel in/out)')
 
     cx = count_complexity(model, (channels, ph, pw), device=device)
+    params_thop, macs_thop = thop_counts(model, (channels, ph, pw), device=device)
     deployed = reparameterised_params(model)
     if deployed is not None:
         notes.append(f'{deployed:,} params once re-parameterised (training-time branches counted in Params)')
@@ -350,6 +352,8 @@ def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=Tru
         macs_extra=cx.macs_extra,
         total_macs=cx.total_macs,
         other_ops=cx.other_ops,
+        params_thop=params_thop,
+        macs_thop=macs_thop,
         latency_median_ms=latency.median_ms,
         latency_iqr_ms=latency.iqr_ms,
         latency_min_ms=latency.min_ms,
@@ -374,7 +378,7 @@ def measure(spec, scale, input_size, device='cpu', runs=10, warmup=2, memory=Tru
 
 # ------------------------------------------------------------------------------------------------------------ output
 CSV_FIELDS = ('arch', 'type', 'scale', 'input', 'traced_input', 'output', 'params', 'params_deployed', 'macs', 'macs_extra',
-              'total_macs', 'other_ops', 'latency_median_ms', 'latency_iqr_ms', 'latency_min_ms', 'latency_max_ms',
+              'total_macs', 'other_ops', 'params_thop', 'macs_thop', 'latency_median_ms', 'latency_iqr_ms', 'latency_min_ms', 'latency_max_ms',
               'runs', 'device', 'memory_forward_mb', 'memory_peak_mb', 'memory_kind', 'psnr_y', 'ssim_y', 'notes')
 
 
@@ -386,7 +390,7 @@ def markdown_table(rows):
     """The comparison as a Markdown table (numbers rounded for reading; CSV/JSON keep them exact)."""
     quality = any(r['psnr_y'] is not None for r in rows)
     header = ['Arch', 'Scale', 'LR input', 'Params (K)', 'MACs (G)', 'MACs + FFT/attn/products (G)',
-              'Other ops (G)', 'Latency ms (median ± IQR)', 'Fwd mem (MB)']
+              'Other ops (G)', 'thop Params (K)', 'thop MACs (G)', 'Latency ms (median ± IQR)', 'Fwd mem (MB)']
     if quality:
         header += ['PSNR-Y (dB)', 'SSIM-Y']
     header.append('Notes')
@@ -394,6 +398,7 @@ def markdown_table(rows):
     for r in rows:
         cells = [r['arch'], f"×{r['scale']}", r['input'].replace('x', '×'), f"{r['params'] / 1e3:,.1f}",
                  f"{r['macs'] / 1e9:.2f}", f"{r['total_macs'] / 1e9:.2f}", f"{r['other_ops'] / 1e9:.2f}",
+                 f"{r['params_thop'] / 1e3:,.1f}", f"{r['macs_thop'] / 1e9:.2f}",
                  f"{r['latency_median_ms']:.1f} ± {r['latency_iqr_ms']:.1f}", _fmt(r['memory_forward_mb'], '.0f')]
         if quality:
             cells += [_fmt(r['psnr_y'], '.2f'), _fmt(r['ssim_y'], '.4f')]
@@ -440,35 +445,14 @@ def plot(rows, path):
     plt.close(fig)
 
 
-def _atomic_write(path, write):
-    """Write through ``write(tmp_path)`` into a temporary file beside ``path``, then rename it into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _write_text(path, text):
-    def write(tmp):
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-
-    _atomic_write(path, write)
-
-
 def write_outputs(rows, out_dir, meta):
     """Write compare.md/.csv/.json/.png into ``out_dir``; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, n) for n in OUTPUT_NAMES]
-    _write_text(paths[0], markdown_table(rows))
-    _write_text(paths[1], csv_text(rows))
-    _write_text(paths[2], json.dumps({'meta': meta, 'rows': rows}, indent=2) + '\n')
-    _atomic_write(paths[3], lambda tmp: plot(rows, tmp))
+    atomic_write(paths[0], markdown_table(rows).encode('utf-8'))
+    atomic_write(paths[1], csv_text(rows).encode('utf-8'))
+    atomic_write(paths[2], (json.dumps({'meta': meta, 'rows': rows}, indent=2) + '\n').encode('utf-8'))
+    atomic_write(paths[3], lambda tmp: plot(rows, tmp))
     return paths
 
 

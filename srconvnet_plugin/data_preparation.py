@@ -32,6 +32,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from srconvnet_plugin.atomic_write import atomic_write, fsync_dir
+
 MOD = 12  # lcm(2, 3, 4): HR sizes divisible by every scale (BasicSR's GTmod12)
 IMAGE_EXTENSIONS = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff', '.ppm')
 BENCHMARKS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
@@ -211,6 +213,7 @@ class AtomicLmdb:
             if self.maker is not None and exc_type is None:
                 self.maker.close()  # commit
                 os.rename(self.tmp_path, self.lmdb_path)  # fails (nothing lost) if lmdb_path appeared meanwhile
+                fsync_dir(osp.dirname(osp.abspath(self.lmdb_path)))
             elif self.maker is not None:  # LmdbMaker.close would commit a failed transaction (MDB_BAD_TXN)
                 self.maker.txn.abort()
                 self.maker.env.close()
@@ -386,14 +389,14 @@ def prepare_benchmark(hr_dir, out_dir, scales=(2, 3, 4), n_workers=None):
             results = pool.imap(_process_benchmark_image, jobs) if pool else map(_process_benchmark_image, jobs)
             for stem, gt_png, lr_pngs in tqdm(results, total=len(jobs), unit='img', desc=osp.basename(out_dir)):
                 for level, png in ((0, gt_png), *lr_pngs.items()):
-                    with open(osp.join(tmp, str(level), stem + '.png'), 'wb') as f:
-                        f.write(png)
+                    atomic_write(osp.join(tmp, str(level), stem + '.png'), png, overwrite=False)
         finally:
             if pool:
                 pool.terminate()
         refuse_existing(outputs.values())
         for level, final in outputs.items():
             os.rename(osp.join(tmp, str(level)), final)
+        fsync_dir(osp.abspath(out_dir))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return stems

@@ -6,18 +6,20 @@ Usage::
 
 Every step goes through the real system: LR images by BasicSR's MATLAB-style bicubic ``imresize``, a training LMDB
 made with ``basicsr.utils.lmdb_util``, training and validation (Y-PSNR/SSIM) through this plugin's train entry point
-(BasicSR's train pipeline with ``options/demo/train_SRConvNet_demo_x2.yml``), then BasicSR's test pipeline on the
-saved ``net_g``. The final table compares the saved 8-bit SRConvNet outputs with bicubic upsampling by BasicSR's
-``calculate_psnr``/``calculate_ssim`` (Y channel, border = scale). Each run writes into a new numbered folder under
-``--out``, so an earlier run is never touched.
+(BasicSR's train pipeline with the package's ``demo_options/train_SRConvNet_demo_x2.yml``), then BasicSR's test
+pipeline on the saved ``net_g``. The final table compares the saved 8-bit SRConvNet outputs with bicubic upsampling
+by BasicSR's ``calculate_psnr``/``calculate_ssim`` (Y channel, border = scale). Each run writes into a new numbered
+folder under ``--out``, so an earlier run is never touched.
 """
 import argparse
 import csv
+import io
 import os
 import re
 import subprocess
 import sys
 import time
+from importlib import resources
 from os import path as osp
 
 import cv2
@@ -25,10 +27,13 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from srconvnet_plugin.atomic_write import atomic_write
 from srconvnet_plugin.options import load_options
 
+#: the folder that holds this ``srconvnet_plugin``: the stages run in subprocesses import the same package
 PACKAGE_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_OPTIONS = osp.join(PACKAGE_ROOT, 'options', 'demo', 'train_SRConvNet_demo_x2.yml')
+#: the demo's option file, package data (installed with the package, read through importlib.resources)
+DEMO_OPTIONS = resources.files('srconvnet_plugin') / 'demo_options' / 'train_SRConvNet_demo_x2.yml'
 # textured photographs for training; the validation images are other photographs (no smooth ones: retina,
 # colorwheel give meaninglessly high PSNR)
 TRAIN_IMAGES = ('astronaut', 'coffee', 'rocket', 'hubble_deep_field', 'camera', 'gravel')
@@ -51,6 +56,14 @@ def _bicubic(img, scale):
 
     out = imresize(img.astype(np.float64) / 255., scale)
     return np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
+
+
+def _write_png(path, img):
+    """``img`` as a new PNG file at ``path`` (atomically; the run folder is new, so nothing is replaced)."""
+    ok, png = cv2.imencode('.png', img)
+    if not ok:
+        raise ValueError(f'{path}: OpenCV cannot encode a {img.dtype} {img.shape} image as PNG')
+    atomic_write(path, png, overwrite=False)
 
 
 def _mod_crop(img, scale):
@@ -79,7 +92,7 @@ def build_data(data_dir, scale):
         for folder, img in (('train_HR', hr), (f'train_LRx{scale}', _bicubic(hr, 1 / scale))):
             os.makedirs(osp.join(data_dir, 'train', folder), exist_ok=True)
             path = osp.join(data_dir, 'train', folder, f'{name}.png')
-            cv2.imwrite(path, img)
+            _write_png(path, img)
             folders[folder].append(path)
             shapes[folder].append(img.shape)
     for folder, paths in folders.items():
@@ -93,13 +106,14 @@ def build_data(data_dir, scale):
         hr = _mod_crop(hr, scale)
         for folder, img in (('HR', hr), (f'LRx{scale}', _bicubic(hr, 1 / scale))):
             os.makedirs(osp.join(data_dir, 'val', folder), exist_ok=True)
-            cv2.imwrite(osp.join(data_dir, 'val', folder, f'{name}.png'), img)
+            _write_png(osp.join(data_dir, 'val', folder, f'{name}.png'), img)
     return list(VAL_IMAGES)
 
 
 def make_options(scale, iters):
     """The demo's train and test options as dicts (the demo option file with scale, iterations and paths set)."""
-    train_opt = load_options(DEMO_OPTIONS)
+    with resources.as_file(DEMO_OPTIONS) as path:
+        train_opt = load_options(path)
     train_opt['name'] = f'SRConvNet_demo_x{scale}'
     train_opt['scale'] = scale
     train_opt['network_g']['upscale'] = scale
@@ -207,7 +221,7 @@ def save_montage(run_dir, val_names, scale, test_name, path, crop=96):
             axes[i, j].set_title(f'{name}: {title}', fontsize=9)
             axes[i, j].axis('off')
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format='png'), overwrite=False)
     plt.close(fig)
 
 
@@ -233,7 +247,7 @@ def save_curve(curve, bicubic_psnr, path):
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format='png'), overwrite=False)
     plt.close(fig)
 
 
@@ -266,17 +280,17 @@ def run_demo(scale=2, iters=400, out='demo_output'):
           f"{net['num_heads']} heads, {net['num_kernels']} kernels; HR patch {train_opt['datasets']['train']['gt_size']}, "
           f"batch {train_opt['datasets']['train']['batch_size_per_gpu']}, {iters} iterations")
     for fname, opt in (('train.yml', train_opt), ('test.yml', test_opt)):
-        with open(osp.join(run_dir, fname), 'w') as f:
-            yaml.safe_dump(opt, f, sort_keys=False)
+        atomic_write(osp.join(run_dir, fname), yaml.safe_dump(opt, sort_keys=False).encode('utf-8'), overwrite=False)
     run_stage(['srconvnet_plugin.train', '-opt', 'train.yml'], run_dir, osp.join(run_dir, 'train.log'),
               'training', total=iters)
     run_stage(['srconvnet_plugin.test', '-opt', 'test.yml'], run_dir, osp.join(run_dir, 'test.log'), 'testing')
 
     rows = evaluate(run_dir, val_names, scale, test_opt['name'])
-    with open(osp.join(run_dir, 'metrics.csv'), 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(osp.join(run_dir, 'metrics.csv'), table.getvalue().encode('utf-8'), overwrite=False)
     save_montage(run_dir, val_names, scale, test_opt['name'], osp.join(run_dir, 'montage.png'))
     # BasicSR validates once more after the last iteration, logged at total_iter + 1: keep the in-training points
     curve = [(step, psnr) for step, psnr in validation_curve(run_dir, train_opt['name']) if step <= iters]

@@ -3,7 +3,8 @@ turn the plugin's named errors into an exit code and one message."""
 import argparse
 import os
 
-from srconvnet_plugin.compat import DataFaultError, apply_pipeline_shims
+from srconvnet_plugin.compat import apply_pipeline_shims
+from srconvnet_plugin.data_faults import DataFaultError
 from srconvnet_plugin.faults import TrainingStopped
 from srconvnet_plugin.options import OptionFileError
 

@@ -19,13 +19,13 @@ The model used for PyTorch inference is not changed.
 import argparse
 import copy
 import os
-import tempfile
 
 import torch
 from torch import nn
 
 from srconvnet_plugin.archs.real_dft import dft_matrices
 from srconvnet_plugin.archs.srconvnet_arch import FourierUnit, KernelAggregation, LayerNorm2d, reference_forward
+from srconvnet_plugin.atomic_write import atomic_write
 from srconvnet_plugin.convert import CheckpointError
 
 DEFAULT_OPSET = 17  # LayerNormalization needs 17; nothing here needs more
@@ -136,19 +136,16 @@ def to_exportable(model):
 def export_onnx(model, output_path, opset=DEFAULT_OPSET, sample_size=(32, 40), overwrite=False):
     """Write ``model`` (an ``SRConvNet``) as ONNX to ``output_path`` with dynamic H and W; returns the path.
 
-    The file is written to a temporary name beside ``output_path`` and renamed; an existing file is replaced only
-    with ``overwrite=True``.
+    The file is written with :func:`~srconvnet_plugin.atomic_write.atomic_write` (complete or not at all); an
+    existing file is replaced only with ``overwrite=True``, and is refused before the (slow) export starts.
     """
     output_path = os.fspath(output_path)
     if os.path.exists(output_path) and not overwrite:
         raise FileExistsError(f'{output_path} exists; pass --overwrite to replace it')
-    out_dir = os.path.dirname(os.path.abspath(output_path))
-    os.makedirs(out_dir, exist_ok=True)
     exportable = to_exportable(model).float().eval().cpu()
     sample = torch.rand(1, exportable.to_feat.in_channels, *sample_size)
-    fd, tmp_path = tempfile.mkstemp(dir=out_dir, prefix='.' + os.path.basename(output_path) + '.', suffix='.tmp')
-    os.close(fd)
-    try:
+
+    def write(tmp_path):
         with torch.inference_mode():
             torch.onnx.export(
                 exportable, (sample, ),
@@ -167,10 +164,8 @@ def export_onnx(model, output_path, opset=DEFAULT_OPSET, sample_size=(32, 40), o
                         3: 'out_width'
                     }
                 })
-        os.replace(tmp_path, output_path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+
+    atomic_write(output_path, write, overwrite=overwrite)
     return output_path
 
 

@@ -12,12 +12,12 @@ warning). The output is
 ``OUTDIR/<name>_<suffix>.<ext>``; an existing output stops the run before any work unless ``--overwrite`` is given.
 Files are written to a temporary name and renamed, so an interrupted run never leaves a half-written image.
 
-The scale and architecture are read from the checkpoint's tensor shapes; ``--scale`` only checks them. See the
-README's "Inference on your images" section for how tiling interacts with the network's image-wide operations.
+The scale and architecture are read from the checkpoint's tensor shapes; ``--scale`` only checks them. How tiling
+interacts with the network's image-wide operations: docs/inference.md, "Tiling and the network's image-wide
+operations".
 """
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -26,11 +26,12 @@ import torch
 from tqdm import tqdm
 
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+from srconvnet_plugin.atomic_write import atomic_write
 from srconvnet_plugin.convert import CheckpointError, convert_state_dict, load_checkpoint
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff')
 OUTPUT_EXTENSIONS = ('png', 'jpg', 'webp', 'tif')
-# Defaults chosen from scripts/benchmark_tiling.py (numbers in the README): inputs up to DEFAULT_TILE pixels on
+# Defaults chosen from scripts/benchmark_tiling.py (numbers in docs/inference.md): inputs up to DEFAULT_TILE pixels on
 # each side run whole (exact), larger ones in tiles of DEFAULT_TILE with DEFAULT_TILE_PAD pixels of context.
 DEFAULT_TILE = 512
 DEFAULT_TILE_PAD = 32
@@ -218,14 +219,9 @@ def output_extension(input_path, ext):
     return '.' + ext
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_image_atomic(path, img, overwrite=False):
-    """Encode ``img`` for ``path``'s extension, write it to a temporary file beside it and rename it into place."""
+    """Encode ``img`` for ``path``'s extension and write it with :func:`~srconvnet_plugin.atomic_write.atomic_write`
+    (complete or not at all; an existing ``path`` is replaced only with ``overwrite=True``)."""
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if img.dtype == np.uint16 and ext not in ('.png', '.tif', '.tiff'):
@@ -237,18 +233,10 @@ def write_image_atomic(path, img, overwrite=False):
     ok, buffer = cv2.imencode(ext, img, params)
     if not ok:
         raise InferenceError(f'{path}: OpenCV cannot encode a {img.dtype} {img.shape} image as {ext}')
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(buffer.tobytes())
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        if not overwrite and os.path.exists(path):  # appeared while we were working
-            raise FileExistsError(f'{path} exists; pass --overwrite to replace it')
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+        atomic_write(path, buffer, overwrite=overwrite)
+    except FileExistsError as e:  # appeared while we were working (run() refuses existing outputs up front)
+        raise FileExistsError(f'{e}; pass --overwrite to replace it') from None
 
 
 # ----------------------------------------------------------------------------------------------------------------

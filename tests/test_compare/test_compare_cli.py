@@ -32,6 +32,7 @@ def test_cli_writes_table_csv_json_png(tmp_path, capsys):
     captured = run_cli(args, capsys)
     lines = [line for line in captured.out.splitlines() if line.startswith('| ')]
     assert lines[0].startswith('| Arch | Scale | LR input | Params (K) | MACs (G)')
+    assert '| thop Params (K) | thop MACs (G) |' in lines[0]  # the counts as commonly reported, beside ours
     assert [line.split(' | ')[0] for line in lines[1:]] == ['| ECBSR', '| swinir']
     assert 'Y channel only' in lines[1]
     assert '11,840 params once re-parameterised' in lines[1]
@@ -42,10 +43,13 @@ def test_cli_writes_table_csv_json_png(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     report = json.loads((out_dir / 'compare.json').read_text())
     assert [r['arch'] for r in rows] == [r['arch'] for r in report['rows']] == ['ECBSR', 'swinir']
+    # thop has no rule for SwinIR's relative position bias tables (plain parameters): its count is lower
+    assert int(rows[1]['params_thop']) < int(rows[1]['params'])
     for row, full in zip(rows, report['rows']):
         model = build_network(full['options'])
         assert int(row['params']) == sum(p.numel() for p in model.parameters())
         assert int(row['total_macs']) == int(row['macs']) + int(row['macs_extra']) > 0
+        assert 0 < int(row['params_thop']) <= int(row['params']) and int(row['macs_thop']) > 0
         assert row['output'] == '48x80'
         assert len(full['by_operator']) > 0
         latency = [float(row[k]) for k in ('latency_min_ms', 'latency_median_ms', 'latency_max_ms')]

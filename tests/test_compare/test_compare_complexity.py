@@ -9,7 +9,7 @@ from torch import nn
 from basicsr.archs import build_network
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
 from srconvnet_plugin.compare import PRESETS, available_archs, input_channels, opt_for_scale
-from srconvnet_plugin.complexity import count_complexity, reparameterised_params
+from srconvnet_plugin.complexity import count_complexity, reparameterised_params, thop_counts
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # see tests/conftest.py
 
@@ -28,6 +28,25 @@ def test_srconvnet_x4_at_720p_matches_the_spec_table():
     for op in ('other:layer_norm', 'other:gelu', 'other:softmax', 'other:add'):
         assert c.by_operator[op] > 0
     assert c.unsupported == {}
+
+
+def test_thop_counts_srconvnet_x4_as_the_authors_network_is_commonly_reported():
+    """thop 0.1.1 on the authors' SRConvNet (default configuration, 720p output): 382.8K params / 21.86G MACs.
+
+    The same counter on this network must find the same standard layers: all of the convolutions' parameters, none
+    of the kernel banks, norms and layer scales (624.7K of the 1,007.5K), and the MACs of the layers called as
+    modules only. The one difference: the 16 kernel attentions pool with ``F.adaptive_avg_pool2d`` here and with an
+    ``nn.AdaptiveAvgPool2d`` module in the authors' code, which thop counts as (H·W + 1) operations per channel.
+    """
+    model = SRConvNet(upscale=4).eval()
+    keys = list(model.state_dict())
+    params, macs = thop_counts(model, (3, 180, 320))
+    assert round(params / 1e3, 1) == 382.8
+    assert macs == pytest.approx(21.86e9, rel=0.005)
+    pooling = 16 * 64 * (180 * 320 + 1)  # what thop adds for the authors' pooling modules
+    assert round((macs + pooling) / 1e9, 2) == 21.86
+    assert params < sum(p.numel() for p in model.parameters())
+    assert list(model.state_dict()) == keys  # thop's buffers went to a copy
 
 
 @pytest.mark.parametrize('name', list(available_archs()))

@@ -1,5 +1,5 @@
-"""Data faults in ``PairedImageDataset`` (basicsr's own dataset, patched by ``compat``): a named error, or a
-documented conversion, never a silent wrong sample.
+"""Data faults in ``PairedImageDataset`` (basicsr's own dataset, patched by ``data_faults`` through ``compat``): a
+named error, or a documented conversion, never a silent wrong sample.
 
 | fault | what happens |
 | corrupt bytes in an LMDB record, a truncated PNG, a missing LMDB key | error naming the record/file and dataset |
@@ -18,7 +18,8 @@ import pytest
 
 from helpers import photo_crop, plugin_env, python_cmd
 from srconvnet_plugin.checks import OptionCheckError, check_options
-from srconvnet_plugin.compat import DataFaultError, apply_pipeline_shims
+from srconvnet_plugin.compat import apply_pipeline_shims
+from srconvnet_plugin.data_faults import DataFaultError
 from robust_helpers import make_test_yaml
 
 apply_pipeline_shims()

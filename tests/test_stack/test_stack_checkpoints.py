@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.compat import apply_pipeline_shims, load_resume_state
+from srconvnet_plugin.compat import apply_pipeline_shims
+from srconvnet_plugin.resume import load_resume_state
 
 apply_pipeline_shims()
 from basicsr.models.base_model import BaseModel  # noqa: E402
