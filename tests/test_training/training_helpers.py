@@ -1,7 +1,10 @@
 """Option files with the training keys (mixed precision, channels-last, clipping, accumulation) for the tests."""
+import copy
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 from helpers import plugin_env, python_cmd
 
@@ -30,3 +33,44 @@ def ok(proc):
     assert proc.returncode == 0, f'exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n' \
                                  f'{proc.stderr[-5000:]}'
     return proc
+
+
+# in-process models (the option dict basicsr's parse_options would hand the model)
+NET = dict(type='SRConvNet', num_in_ch=3, num_out_ch=3, num_feat=16, num_block=1, num_heads=4, num_kernels=4,
+           upscale=2, img_range=255.)
+
+
+def make_opt(tmp_path, top=None, train=None, accum_iter=None):
+    """A parsed-looking option dict for a CPU x2 training (what basicsr's parse_options would hand the model)."""
+    (tmp_path / 'models').mkdir(exist_ok=True)
+    (tmp_path / 'training_states').mkdir(exist_ok=True)
+    train_set = {'name': 'tiny', 'phase': 'train'}
+    if accum_iter is not None:
+        train_set['accum_iter'] = accum_iter
+    opt = {'name': 'unit', 'model_type': 'SRModel', 'scale': 2, 'num_gpu': 0, 'is_train': True, 'dist': False,
+           'rank': 0, 'world_size': 1, 'network_g': dict(NET), 'datasets': {'train': train_set},
+           'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
+                    'models': str(tmp_path / 'models'), 'training_states': str(tmp_path / 'training_states')},
+           'train': {'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': 2e-4, 'betas': [0.9, 0.99]},
+                     'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5}, 'total_iter': 10,
+                     'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
+                     **(train or {})},
+           'logger': {'print_freq': 1, 'save_checkpoint_freq': 10, 'use_tb_logger': False}}
+    opt.update(top or {})
+    return opt
+
+
+def build(cls, opt, seed=0, sgd_lr=None):
+    """The model; with ``sgd_lr`` its optimizer is plain SGD (basicsr 1.4.2 builds only Adam), whose step is
+    ``-lr * grad``, so the gradient the model applied can be read off the parameters."""
+    torch.manual_seed(seed)
+    model = cls(copy.deepcopy(opt))
+    if sgd_lr is not None:
+        model.optimizer_g = torch.optim.SGD(model.net_g.parameters(), lr=sgd_lr)
+        model.optimizers = [model.optimizer_g]
+    return model
+
+
+def batch(seed, n=2, size=12):
+    g = torch.Generator().manual_seed(seed)
+    return {'lq': torch.rand(n, 3, size, size, generator=g), 'gt': torch.rand(n, 3, 2 * size, 2 * size, generator=g)}
