@@ -116,7 +116,8 @@ def markdown(result):
         lines.append(f'| {row["net"]} | {row["mode"]} | {"yes" if row["compile"] else "no"} | ' + _cells(row))
     lines += ['', f'Inference (x{SCALE}, LR {args["infer_size"][0]}x{args["infer_size"][1]}, batch 1, '
               'inference_mode):', '',
-              '| network | precision | ms per frame | peak memory | first call s | status |', '|---|---|---|---|---|---|']
+              '| network | precision | ms per frame | peak memory | first call s | status |',
+              '|---|---|---|---|---|---|']
     for row in result['results']:
         if row['kind'] == 'infer':
             lines.append(f'| {row["net"]} | {row["precision"]} | ' + _cells(row, train=False))

@@ -1,22 +1,16 @@
 """scripts/benchmark_train.py runs end to end and reports what it claims (correctness only: no timing asserted)."""
-import importlib
 import json
 import statistics
-import sys
 
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from training_helpers import import_script
 
 
 @pytest.fixture(scope='module')
 def bench():
-    sys.path.insert(0, str(REPO_ROOT / 'scripts'))
-    try:
-        yield importlib.import_module('benchmark_train')
-    finally:
-        sys.path.remove(str(REPO_ROOT / 'scripts'))
+    return import_script('benchmark_train')
 
 
 def test_reports_both_networks_in_every_mode_with_the_machine(bench, tmp_path, capsys, one_thread):
@@ -31,7 +25,8 @@ def test_reports_both_networks_in_every_mode_with_the_machine(bench, tmp_path, c
         assert all(len(t) == 2 and min(t) > 0 for t in row['times_s'][name].values())
     times = row['times_s']
     for mode, ratio in row['ratio'].items():
-        assert ratio == pytest.approx(statistics.median(times['srconvnet'][mode]) / statistics.median(times['edsr'][mode]))
+        median = {name: statistics.median(times[name][mode]) for name in times}
+        assert ratio == pytest.approx(median['srconvnet'] / median['edsr'])
     assert row['speedup_vs_fp32']['srconvnet']['fp32'] == 1
     machine = data['machine']
     assert machine['torch'] == torch.__version__ and machine['threads'] == 1

@@ -1,20 +1,14 @@
 """scripts/gpu_benchmark.py in its CPU dry-run mode (the GPU numbers come from scripts/gpu_check.sh on a GPU)."""
-import importlib
 import json
-import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from training_helpers import import_script
 
 
 @pytest.fixture(scope='module')
 def bench():
-    sys.path.insert(0, str(REPO_ROOT / 'scripts'))
-    try:
-        yield importlib.import_module('gpu_benchmark')
-    finally:
-        sys.path.remove(str(REPO_ROOT / 'scripts'))
+    return import_script('gpu_benchmark')
 
 
 def test_dry_run_measures_every_configuration_and_writes_json_and_markdown(bench, tmp_path, one_thread):

@@ -1,34 +1,14 @@
 """The training keys are checked with the rest of the option file, before anything is built: each refusal names
 the file, the key and the value (through basicsr's patched ``parse_options``, on real tiny LMDB sets)."""
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
 from helpers import plugin_env, python_cmd
-from srconvnet_plugin.checks import OptionCheckError
-from srconvnet_plugin.compat import apply_pipeline_shims
-from training_helpers import training_yaml
-
-apply_pipeline_shims()
-import basicsr.utils.options as basicsr_options  # noqa: E402  (patched by the shims)
-
-
-def parse(tmp_path, monkeypatch, text):
-    path = tmp_path / 'train.yml'
-    path.write_text(text)
-    monkeypatch.setattr(sys, 'argv', ['srconvnet-train', '-opt', str(path)])
-    return basicsr_options.parse_options(str(tmp_path), is_train=True)[0]
-
-
-def refused(tmp_path, monkeypatch, text):
-    with pytest.raises(OptionCheckError) as info:
-        parse(tmp_path, monkeypatch, text)
-    message = str(info.value)
-    assert message.startswith(f'{tmp_path / "train.yml"}: ')
-    return message
+from training_helpers import training_yaml  # (first: puts tests/test_robust on sys.path)
+from test_robust_options import parse, refused  # noqa: I100  (the robust tests' in-process parse and refusal)
 
 
 def yml(sets, **kw):
@@ -36,7 +16,7 @@ def yml(sets, **kw):
 
 
 def test_the_keys_with_good_values_pass(tmp_path, monkeypatch, tiny_sr_sets):
-    opt = parse(tmp_path, monkeypatch, yml(
+    opt, _ = parse(tmp_path, monkeypatch, yml(
         tiny_sr_sets, top=['use_amp: true', 'amp_bf16: true', 'use_channels_last: true', 'use_compile: false',
                            'compile_mode: max-autotune'],
         train=['grad_clip: true', 'grad_clip_max_norm: 0.5'], dataset=['accum_iter: 4']))
@@ -78,7 +58,7 @@ def test_keys_for_a_model_they_do_not_apply_to(tmp_path, monkeypatch, tiny_sr_se
            'model_type: SRModel' in msg
     # their defaults are harmless anywhere
     text = yml(tiny_sr_sets, top=['use_amp: false'], dataset=['accum_iter: 1'])
-    opt = parse(tmp_path, monkeypatch, text.replace('model_type: SRModel', 'model_type: SwinIRModel'))
+    opt, _ = parse(tmp_path, monkeypatch, text.replace('model_type: SRModel', 'model_type: SwinIRModel'))
     assert opt['model_type'] == 'SwinIRModel'
 
 

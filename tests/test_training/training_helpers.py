@@ -8,8 +8,17 @@ import torch
 
 from helpers import plugin_env, python_cmd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test_stack'))
+TESTS = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(TESTS / 'test_stack'), str(TESTS / 'test_robust')]
 from stack_options import make_train_yaml  # noqa: E402  (the stack tests' tiny x4 SRConvNet training)
+
+
+def import_script(name):
+    """``scripts/<name>.py`` as a module (scripts/ stays on sys.path: the benchmarks import each other)."""
+    import importlib
+    if str(TESTS.parent / 'scripts') not in sys.path:
+        sys.path.insert(0, str(TESTS.parent / 'scripts'))
+    return importlib.import_module(name)
 
 
 def training_yaml(sets, name, top=(), train=(), dataset=(), **kw):
