@@ -116,6 +116,11 @@ class PrecisionSRModel(SRModel):
             logger = get_root_logger()
             logger.info(self.settings.describe_precision())
             logger.info(self.settings.describe_rest())
+            save_freq = (opt.get('logger') or {}).get('save_checkpoint_freq')
+            if self.settings.accum_iter > 1 and isinstance(save_freq, int) and save_freq % self.settings.accum_iter:
+                logger.warning(f'logger: save_checkpoint_freq: {save_freq} is not a multiple of datasets: train: '
+                               f'accum_iter: {self.settings.accum_iter}: a state saved between two optimizer steps '
+                               'holds no partial gradients, so after a resume the first step sums fewer batches')
 
     def model_to_device(self, net):
         """``BaseModel.model_to_device`` after the channels-last conversion (so DDP registers the converted weights)."""

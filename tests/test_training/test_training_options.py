@@ -78,3 +78,17 @@ def test_the_entry_point_refuses_fp16_in_the_first_seconds_and_runs_nothing(tmp_
     assert 'use_amp: true without amp_bf16: true is fp16' in proc.stderr and 'Traceback' not in proc.stderr
     assert not (tmp_path / 'experiments').exists()
     assert time.monotonic() - start < 60  # (the import of torch and basicsr included, on a loaded machine)
+
+
+def test_the_papers_option_files_train_in_fp32():
+    """The protocol's files set none of the training keys: fp32, no clipping, one batch per step."""
+    from helpers import REPO_ROOT
+    from srconvnet_plugin.models.precision_model import TOP_LEVEL_FLAGS
+    from srconvnet_plugin.options import load_options
+    files = sorted((REPO_ROOT / 'options' / 'train' / 'SRConvNet').glob('train_SRConvNet_x*.yml'))
+    assert len(files) == 3
+    for path in files:
+        opt = load_options(str(path))
+        assert not set(opt) & {*TOP_LEVEL_FLAGS, 'compile_mode'}, path
+        assert not set(opt['train']) & {'grad_clip', 'grad_clip_max_norm'}, path
+        assert 'accum_iter' not in opt['datasets']['train'], path
