@@ -5,12 +5,14 @@
 #   bash scripts/gpu_check.sh [OUT_DIR]     # default: $OUT if set, else gpu_check_out
 #
 # Writes OUT_DIR/cuda_tests.txt (pytest -m cuda), OUT_DIR/gpu_benchmark.json and OUT_DIR/gpu_benchmark.md. Exit code:
-# the tests' (the benchmark records its own failures per configuration in the JSON). PYTHON picks the interpreter.
+# the tests' (the benchmark records its own failures per configuration in the JSON). PYTHON picks the interpreter
+# (default: .venv/bin/python when scripts/setup_env.sh made one, else python).
 set -u
-cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-gpu_check_out}}
+mkdir -p "$OUT_DIR" && OUT_DIR=$(cd "$OUT_DIR" && pwd)
+cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-mkdir -p "$OUT_DIR"
+if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi  # (as dist_train.sh)
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "gpu_check: torch sees no CUDA device")' \
     || exit 2

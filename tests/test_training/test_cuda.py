@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import torch
 
-from helpers import free_port, plugin_env, python_cmd
+from helpers import REPO_ROOT, free_port, plugin_env, python_cmd
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
 from srconvnet_plugin.compat import apply_pipeline_shims
 from training_helpers import batch, build, ok, training_yaml
@@ -76,9 +76,10 @@ def test_torchrun_training_with_nccl_and_bf16(tmp_path, tiny_sr_sets):
     text = training_yaml(tiny_sr_sets, name, total_iter=2, save_freq=2, val_freq=2, tb_logger=False,
                          top=['use_amp: true', 'amp_bf16: true'])
     (tmp_path / 'train.yml').write_text(text.replace('num_gpu: 0', 'num_gpu: 1'))
-    cmd = python_cmd('-m', 'torch.distributed.run', '--nproc_per_node', '1', '--master_port', free_port(), '-m',
-                     'srconvnet_plugin.train', '-opt', 'train.yml', '--launcher', 'pytorch')
-    proc = ok(subprocess.run(cmd, cwd=tmp_path, env=plugin_env(), capture_output=True, text=True, timeout=300))
+    env = plugin_env()
+    env.update(PORT=str(free_port()), PYTHON=python_cmd()[0])
+    proc = ok(subprocess.run(['bash', str(REPO_ROOT / 'scripts' / 'dist_train.sh'), '1', 'train.yml'], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=300))
     [log] = (tmp_path / 'experiments' / name).glob(f'train_{name}_*.log')
     text = log.read_text()
     assert 'World size (gpu number): 1' in text and 'Network: DistributedDataParallel - SRConvNet' in text
