@@ -84,3 +84,16 @@ def test_torchrun_training_with_nccl_and_bf16(tmp_path, tiny_sr_sets):
     text = log.read_text()
     assert 'World size (gpu number): 1' in text and 'Network: DistributedDataParallel - SRConvNet' in text
     assert 'mixed precision: bf16 autocast' in text, proc.stdout[-2000:]
+
+
+def test_compiled_training_steps_match_eager(tmp_path):
+    """use_compile: the compiled training forward gives the eager losses; net_g keeps its own parameter names."""
+    top = {'num_gpu': 1, 'use_amp': True, 'amp_bf16': True}
+    compiled = build(PrecisionSRModel, make_opt(tmp_path, top={**top, 'use_compile': True}))
+    eager = build(PrecisionSRModel, make_opt(tmp_path, top=top))
+    for it in (1, 2, 3):
+        for m in (compiled, eager):
+            m.feed_data(batch(it))
+            m.optimize_parameters(it)
+        assert abs(compiled.log_dict['l_pix'] - eager.log_dict['l_pix']) < 5e-3
+    assert compiled.get_bare_model(compiled.net_g).state_dict().keys() == eager.net_g.state_dict().keys()
