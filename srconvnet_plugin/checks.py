@@ -12,7 +12,12 @@ parsed the file and the ``--force_yml`` overrides. It collects every problem it 
   without ``meta_info.txt``, or whose ``meta_info.txt`` names keys the LMDB does not hold;
 * GT and LQ key sets that differ (the first few of each side are named);
 * LQ sizes that are not GT / ``scale`` (training: exactly; validation/test: ``floor(GT / scale)``, as basicsr crops
-  the rest), and GT/LQ pairs with different channel counts.
+  the rest), and GT/LQ pairs with different channel counts;
+* the training keys (``models/precision_model.py``): ``use_amp``, ``amp_bf16``, ``use_channels_last``,
+  ``use_compile`` and ``train: grad_clip`` not true/false, ``compile_mode`` not one of torch.compile's modes,
+  ``train: grad_clip_max_norm`` not a positive number, ``datasets: train: accum_iter`` not an integer >= 1, fp16
+  (``use_amp`` without ``amp_bf16``) where training runs on the CPU, bf16 on a GPU without bf16, ``amp_bf16``
+  without ``use_amp``, and any of them set for a ``model_type`` they do not apply to.
 
 Sizes come from ``meta_info.txt`` for LMDBs and from image headers (Pillow, no decoding) for folders.
 """
@@ -228,6 +233,61 @@ def check_paired_dataset(opt, name, dataset_opt, where, problems):
         _check_pairs(problems, where, phase, dataset_opt, sizes['dataroot_gt'], sizes['dataroot_lq'], scale)
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# training keys (mixed precision, channels-last, compile, gradient clipping and accumulation)
+# --------------------------------------------------------------------------------------------------------------------
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_training_keys(opt, where, problems):
+    """The keys :class:`~srconvnet_plugin.models.precision_model.PrecisionSRModel` reads (see its module)."""
+    import torch
+
+    from .models.precision_model import SR_MODEL_TYPES, TOP_LEVEL_FLAGS, compile_modes
+    train_opt = opt.get('train') or {}
+    train_set = (opt.get('datasets') or {}).get('train') or {}
+    given = {key: opt[key] for key in (*TOP_LEVEL_FLAGS, 'compile_mode') if opt.get(key) is not None}
+    given.update({f'train: {key}': train_opt[key] for key in ('grad_clip', 'grad_clip_max_norm')
+                  if train_opt.get(key) is not None})
+    if train_set.get('accum_iter') is not None:
+        given['datasets: train: accum_iter'] = train_set['accum_iter']
+    for key, value in given.items():
+        name = key.rsplit(': ', 1)[-1]
+        if name in TOP_LEVEL_FLAGS or name == 'grad_clip':
+            if not isinstance(value, bool):
+                problems.append(f'{where}{key}: {value!r} is not true or false')
+        elif name == 'compile_mode':
+            if value not in compile_modes():
+                problems.append(f'{where}{key}: {value!r} is not a torch.compile mode; use one of '
+                                f'{", ".join(compile_modes())}')
+        elif name == 'grad_clip_max_norm':
+            if not _is_number(value) or not value > 0:
+                problems.append(f'{where}{key}: {value!r}: the max gradient norm must be a number > 0')
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f'{where}{key}: {value!r}: accumulate over an integer number of batches >= 1')
+    active = {key: value for key, value in given.items()
+              if value is not False and not (key == 'compile_mode' and value == 'default')
+              and not (key.endswith('accum_iter') and value == 1)}
+    model_type = opt.get('model_type')
+    if active and model_type not in SR_MODEL_TYPES:
+        problems.append(f'{where}model_type: {model_type}: {", ".join(active)} take(s) effect only for model_type: '
+                        'SRModel; remove them or train with SRModel')
+        return
+    if opt.get('amp_bf16') is True and opt.get('use_amp') is not True:
+        problems.append(f'{where}amp_bf16: true does nothing without use_amp: true; add use_amp: true for bf16 '
+                        'autocast (or remove amp_bf16 to train in fp32)')
+    if opt.get('use_amp') is not True:
+        return
+    on_cuda = opt.get('num_gpu', 0) != 0 and torch.cuda.is_available()
+    if opt.get('amp_bf16') is not True and not on_cuda:
+        problems.append(f'{where}use_amp: true without amp_bf16: true is fp16 autocast with a GradScaler, which needs '
+                        'a CUDA GPU; this run trains on the CPU: add amp_bf16: true for bf16 autocast')
+    elif opt.get('amp_bf16') is True and on_cuda and not torch.cuda.is_bf16_supported():
+        problems.append(f'{where}amp_bf16: true: {torch.cuda.get_device_name()} has no bfloat16; remove amp_bf16 for '
+                        'fp16 autocast with a GradScaler')
+
+
 def check_options(opt, opt_path=None):
     """Check a parsed option dict (see the module docstring); raise :class:`OptionCheckError` listing every problem.
 
@@ -237,6 +297,7 @@ def check_options(opt, opt_path=None):
     where = f'{opt_path}: ' if opt_path else ''
     problems = []
     check_network_and_model(opt, where, problems)
+    check_training_keys(opt, where, problems)
     for name, dataset_opt in (opt.get('datasets') or {}).items():
         dataset_opt = dataset_opt or {}
         dtype = _registry_check(problems, f'{where}datasets: {name}: ', 'type', dataset_opt.get('type'),

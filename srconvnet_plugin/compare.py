@@ -36,7 +36,8 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from srconvnet_plugin.atomic_write import atomic_write
 from srconvnet_plugin.complexity import count_complexity, reparameterised_params, thop_counts
-from srconvnet_plugin.profiling import cpu_peak_memory_in_fresh_process, cuda_peak_memory, measure_latency
+from srconvnet_plugin.profiling import (cpu_info, cpu_peak_memory_in_fresh_process, cuda_peak_memory,
+                                         measure_latency)
 
 # Lightweight configurations of BasicSR's own archs (scale argument left out; it is added per run).
 PRESETS = OrderedDict([
@@ -525,7 +526,7 @@ def run(args):
     argv = getattr(args, 'argv', None) or []
     meta = dict(command=' '.join(['python -m srconvnet_plugin.compare'] + argv), torch=torch.__version__,
                 device=args.device, threads=torch.get_num_threads(), runs=args.runs, warmup=args.warmup,
-                cpu=_cpu_name(), gt=args.gt, lq=args.lq, weights=args.weights, complete=False)
+                cpu=cpu_info()['model'], gt=args.gt, lq=args.lq, weights=args.weights, complete=False)
     rows, paths = [], []
     for spec, scale in tqdm(tasks, desc='compare', unit='arch', file=sys.stderr):
         size = args.input_size or default_input_size(scale)
@@ -535,17 +536,6 @@ def run(args):
         meta['complete'] = len(rows) == len(tasks)
         paths = write_outputs(rows, args.out_dir, meta)
     return rows, paths
-
-
-def _cpu_name():
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def main(argv=None):

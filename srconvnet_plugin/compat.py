@@ -249,6 +249,9 @@ def apply_pipeline_shims():
     base_model.BaseModel.save_network = _wrap_save(base_model.BaseModel.save_network, 'network')
     base_model.BaseModel.save_training_state = _wrap_save(base_model.BaseModel.save_training_state,
                                                           'training state')
+    # training keys of traiNNer-redux/neosr (use_amp, use_channels_last, use_compile, grad_clip, accum_iter, ...)
+    from .models.precision_model import substitute_sr_model
+    basicsr.train.build_model = substitute_sr_model(basicsr.train.build_model)
     # training: a NaN/inf loss would train on (and be saved); SIGINT/SIGTERM would lose the work since the last save
     basicsr.train.build_model = _wrap_build_model(basicsr.train.build_model)
     basicsr.train.train_pipeline = _wrap_train_pipeline(basicsr.train.train_pipeline)

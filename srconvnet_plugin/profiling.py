@@ -63,6 +63,27 @@ class Memory:
         return asdict(self)
 
 
+#: the /proc/cpuinfo flags that decide which CPU kernels torch can use (bf16 and AMX matter for autocast)
+CPU_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_tile', 'amx_bf16')
+
+
+def cpu_info():
+    """``{'model': ..., 'flags': [...]}``: the CPU's model name and which of :data:`CPU_FLAGS` it has (Linux
+    ``/proc/cpuinfo``; ``None`` / ``[]`` elsewhere), for benchmark reports: machines differ (AVX-512, bf16, AMX)."""
+    model, flags = None, set()
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name' and model is None:
+                    model = value.strip()
+                elif key.strip() == 'flags' and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {'model': model, 'flags': [flag for flag in CPU_FLAGS if flag in flags]}
+
+
 def _sync(device):
     if torch.device(device).type == 'cuda':
         torch.cuda.synchronize(device)

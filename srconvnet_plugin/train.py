@@ -2,6 +2,11 @@
 ``srconvnet-train``), with every flag of ``basicsr/train.py`` (``--launcher``, ``--auto_resume``, ``--debug``,
 ``--force_yml``, ``--local_rank``/``--local-rank``).
 
+``model_type: SRModel`` trains as :class:`~srconvnet_plugin.models.precision_model.PrecisionSRModel`, which adds the
+training keys of traiNNer-redux / neosr (``use_amp``, ``amp_bf16``, ``use_channels_last``, ``use_compile``,
+``compile_mode``, ``train: grad_clip`` / ``grad_clip_max_norm``, ``datasets: train: accum_iter``); without them it
+trains exactly as ``SRModel``.
+
 Outputs (``experiments/``, ``tb_logger/``) go under the current working directory. Multi-GPU / multi-node:
 ``torchrun --nproc_per_node N -m srconvnet_plugin.train -opt X.yml --launcher pytorch`` (``scripts/dist_train.sh``).
 """

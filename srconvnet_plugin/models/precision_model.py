@@ -1,0 +1,228 @@
+"""BasicSR's ``SRModel`` with the training keys of traiNNer-redux / neosr: mixed precision, channels-last,
+``torch.compile``, gradient clipping and gradient accumulation.
+
+The plugin's entry point (``srconvnet-train`` / ``python -m srconvnet_plugin.train``) builds this model wherever the
+option file says ``model_type: SRModel`` (:func:`substitute_sr_model`, wired in ``compat.apply_pipeline_shims``); it
+is also registered as ``model_type: PrecisionSRModel``. With none of the keys set it trains exactly like ``SRModel``
+(fp32, no clipping, one batch per optimizer step) and writes the same files. The keys::
+
+    use_amp: false            # top level: autocast the forward pass and the loss (fp16 + GradScaler unless amp_bf16)
+    amp_bf16: false           # with use_amp: bfloat16 autocast (no GradScaler; CPUs and Ampere+ GPUs)
+    use_channels_last: false  # 4-D weights of network_g and the batches in channels-last memory format
+    use_compile: false        # torch.compile network_g's training forward
+    compile_mode: default     # torch.compile mode: default, reduce-overhead, max-autotune, ...
+    train:
+      grad_clip: false        # clip the gradient norm of network_g (after unscaling, before the step)
+      grad_clip_max_norm: 1.0 # ... to this max norm
+    datasets:
+      train:
+        accum_iter: 1         # optimizer step every accum_iter iterations (batches), gradients summed / accum_iter
+
+The Fourier unit of SRConvNet stays float32 under autocast (the arch disables autocast around its FFTs). fp16's
+GradScaler state is kept in the training state (inside the state of the first optimizer, key ``grad_scaler``) and
+comes back with ``--auto_resume``. Validation runs under the same autocast (as traiNNer-redux does); its outputs are
+cast back to float32 before the metrics. EMA (``train: ema_decay``) is unchanged: ``net_g_ema`` stays an eager,
+float32, contiguous copy, updated after every optimizer step.
+"""
+import functools
+from collections import OrderedDict
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import MODEL_REGISTRY
+
+#: the ``model_type`` values whose training the keys change
+SR_MODEL_TYPES = ('SRModel', 'PrecisionSRModel')
+#: top-level keys (bools) and their defaults
+TOP_LEVEL_FLAGS = {'use_amp': False, 'amp_bf16': False, 'use_channels_last': False, 'use_compile': False}
+#: the key in the first optimizer's state dict that holds the GradScaler state
+SCALER_KEY = 'grad_scaler'
+
+
+def compile_modes():
+    """The ``mode`` values ``torch.compile`` accepts (``default`` and the inductor's mode table)."""
+    from torch._inductor import list_mode_options
+    return tuple(dict.fromkeys(['default', *list_mode_options()]))
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The training keys of one option dict, with their defaults filled in (see the module docstring)."""
+    amp_dtype: object = None  # torch.float16 / torch.bfloat16, None for fp32
+    channels_last: bool = False
+    compile: bool = False
+    compile_mode: str = 'default'
+    grad_clip: bool = False
+    grad_clip_max_norm: float = 1.0
+    accum_iter: int = 1
+
+    @classmethod
+    def from_opt(cls, opt):
+        """Read the keys from a parsed option dict (``checks.check_training_keys`` has refused bad values)."""
+        train_opt = opt.get('train') or {}
+        train_set = (opt.get('datasets') or {}).get('train') or {}
+        amp_dtype = None
+        if opt.get('use_amp'):
+            amp_dtype = torch.bfloat16 if opt.get('amp_bf16') else torch.float16
+        return cls(amp_dtype=amp_dtype, channels_last=bool(opt.get('use_channels_last')),
+                   compile=bool(opt.get('use_compile')), compile_mode=opt.get('compile_mode') or 'default',
+                   grad_clip=bool(train_opt.get('grad_clip')),
+                   grad_clip_max_norm=float(train_opt.get('grad_clip_max_norm', 1.0)),
+                   accum_iter=int(train_set.get('accum_iter') or 1))
+
+    def describe_precision(self):
+        """The log line naming the precision in effect."""
+        if self.amp_dtype is torch.bfloat16:
+            return 'mixed precision: bf16 autocast (no GradScaler; Fourier unit float32)'
+        if self.amp_dtype is torch.float16:
+            return 'mixed precision: fp16 autocast with GradScaler (Fourier unit float32)'
+        return 'precision: fp32'
+
+    def describe_rest(self):
+        """The log line naming the other training keys in effect."""
+        clip = f'max norm {self.grad_clip_max_norm:g}' if self.grad_clip else 'off'
+        compiled = f'on (mode {self.compile_mode})' if self.compile else 'off'
+        return (f'training: channels-last {"on" if self.channels_last else "off"}, torch.compile {compiled}, '
+                f'gradient clipping {clip}, accum_iter {self.accum_iter}')
+
+
+def to_channels_last(net):
+    """Move the 4-D parameters and buffers of ``net`` to channels-last in place (``net.to(memory_format=...)``
+    refuses SRConvNet's 5-D dynamic kernel banks; the 4-D conv weights are the ones the format is for)."""
+    for tensor in list(net.parameters()) + list(net.buffers()):
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return net
+
+
+@MODEL_REGISTRY.register()
+class PrecisionSRModel(SRModel):
+    """``SRModel`` + mixed precision, channels-last, torch.compile, gradient clipping and accumulation."""
+
+    def __init__(self, opt):
+        self.settings = TrainingSettings.from_opt(opt)
+        self.grad_scaler = None
+        super().__init__(opt)
+        # the compiled forward is kept beside net_g: net_g stays the (DDP-wrapped) module that basicsr saves, loads,
+        # prints and averages into net_g_ema, with its own parameter names; validation runs it eagerly
+        self._train_forward = self.net_g
+        if self.is_train and self.settings.compile:
+            self._train_forward = torch.compile(self.net_g, mode=self.settings.compile_mode)
+        if self.is_train:
+            logger = get_root_logger()
+            logger.info(self.settings.describe_precision())
+            logger.info(self.settings.describe_rest())
+            save_freq = (opt.get('logger') or {}).get('save_checkpoint_freq')
+            if self.settings.accum_iter > 1 and isinstance(save_freq, int) and save_freq % self.settings.accum_iter:
+                logger.warning(f'logger: save_checkpoint_freq: {save_freq} is not a multiple of datasets: train: '
+                               f'accum_iter: {self.settings.accum_iter}: a state saved between two optimizer steps '
+                               'holds no partial gradients, so after a resume the first step sums fewer batches')
+
+    def model_to_device(self, net):
+        """``BaseModel.model_to_device`` after the channels-last conversion (so DDP registers the converted weights)."""
+        if self.settings.channels_last:
+            net = to_channels_last(net.to(self.device))
+        return super().model_to_device(net)
+
+    def setup_optimizers(self):
+        super().setup_optimizers()
+        if self.settings.amp_dtype is torch.float16:
+            self.grad_scaler = torch.amp.GradScaler(self.device.type)
+            self.optimizer_g.register_state_dict_post_hook(self._save_scaler)
+            self.optimizer_g.register_load_state_dict_pre_hook(self._load_scaler)
+
+    def _save_scaler(self, optimizer, state_dict):
+        """Optimizer state-dict hook: the GradScaler state rides in ``optimizers[0]`` of the ``.state`` file, so
+        basicsr's ``save_training_state`` (atomic under the plugin) writes it and ``resume_training`` reads it."""
+        state_dict[SCALER_KEY] = self.grad_scaler.state_dict()
+        return state_dict
+
+    def _load_scaler(self, optimizer, state_dict):
+        scaler_state = state_dict.pop(SCALER_KEY, None)
+        if scaler_state is None:
+            get_root_logger().info('GradScaler: the resumed training state has none (trained without fp16); '
+                                   f'starting from scale {self.grad_scaler.get_scale():g}')
+        else:
+            self.grad_scaler.load_state_dict(scaler_state)
+            get_root_logger().info(f'GradScaler: resumed at scale {self.grad_scaler.get_scale():g}')
+        return state_dict
+
+    def autocast(self):
+        """The autocast context of the settings (a no-op for fp32)."""
+        if self.settings.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.settings.amp_dtype)
+
+    def feed_data(self, data):
+        super().feed_data(data)
+        if self.settings.channels_last:
+            self.lq = self.lq.contiguous(memory_format=torch.channels_last)
+            if hasattr(self, 'gt'):
+                self.gt = self.gt.contiguous(memory_format=torch.channels_last)
+
+    def optimize_parameters(self, current_iter):
+        accum = self.settings.accum_iter
+        step = current_iter % accum == 0
+        # DDP: no gradient all-reduce on the batches that only accumulate
+        no_sync = getattr(self.net_g, 'no_sync', None)
+        with (no_sync() if no_sync is not None and not step else nullcontext()):
+            with self.autocast():
+                self.output = self._train_forward(self.lq)
+                l_total, loss_dict = self.losses(self.output, self.gt)
+            l_total = l_total / accum if accum > 1 else l_total
+            if self.grad_scaler is not None:
+                self.grad_scaler.scale(l_total).backward()
+            else:
+                l_total.backward()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if not step:
+            return
+        if self.settings.grad_clip:
+            if self.grad_scaler is not None:
+                self.grad_scaler.unscale_(self.optimizer_g)
+            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.settings.grad_clip_max_norm)
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(self.optimizer_g)
+            self.grad_scaler.update()
+        else:
+            self.optimizer_g.step()
+        self.optimizer_g.zero_grad(set_to_none=True)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def losses(self, output, gt):
+        """``SRModel``'s pixel and perceptual losses: ``(total, OrderedDict of the terms)``."""
+        l_total = 0
+        loss_dict = OrderedDict()
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(output, gt)
+            l_total += loss_dict['l_pix']
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(output, gt)
+            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
+                if value is not None:
+                    loss_dict[name] = value
+                    l_total += value
+        return l_total, loss_dict
+
+    def test(self):
+        """``SRModel.test`` under the training autocast; the output is float32 again for the metrics and images."""
+        with self.autocast():
+            super().test()
+        self.output = self.output.float()
+
+
+def substitute_sr_model(_orig):
+    """Wrap ``basicsr.train.build_model``: ``model_type: SRModel`` is built as :class:`PrecisionSRModel`."""
+
+    @functools.wraps(_orig)
+    def build_model(opt):
+        if opt.get('model_type') == 'SRModel':
+            opt = dict(opt, model_type=PrecisionSRModel.__name__)  # (basicsr's build_model deep-copies opt anyway)
+        return _orig(opt)
+
+    return build_model
