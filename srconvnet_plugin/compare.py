@@ -232,18 +232,14 @@ def parse_size(text):
 
 # ------------------------------------------------------------------------------------------------------------ quality
 def load_weights(model, path, name):
-    """Load a BasicSR checkpoint (``params_ema`` / ``params`` / bare state dict) with ``weights_only=True``."""
-    from srconvnet_plugin.convert import CheckpointError, load_checkpoint
+    """Load a checkpoint (``.pth``: ``params_ema`` / ``params`` / bare state dict, weights-only; or
+    ``.safetensors``) into ``model``; a file that does not fit it is refused naming the file and ``name``."""
+    from srconvnet_plugin.checkpoints import CheckpointError, check_fits, load_state_dict
 
     try:
-        state_dict = load_checkpoint(path)
+        model.load_state_dict(check_fits(load_state_dict(path), model, f'{path} (for {name})'), strict=True)
     except CheckpointError as err:
         raise CompareError(str(err)) from err
-    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as err:
-        raise CompareError(f'{path}: does not fit {name}: {err}') from err
 
 
 def find_pairs(gt_dir, lq_dir, filename_tmpl='{}'):

@@ -26,7 +26,7 @@ from torch import nn
 
 from srconvnet_plugin.archs.real_dft import dft_matrices
 from srconvnet_plugin.archs.srconvnet_arch import FourierUnit, KernelAggregation, LayerNorm2d, reference_forward
-from srconvnet_plugin.convert import CheckpointError
+from srconvnet_plugin.checkpoints import CheckpointError
 
 DEFAULT_OPSET = 17  # LayerNormalization needs 17; nothing here needs more
 

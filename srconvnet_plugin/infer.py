@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.convert import CheckpointError, convert_state_dict, load_checkpoint
+from srconvnet_plugin.checkpoints import CheckpointError, load_srconvnet
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff')
 OUTPUT_EXTENSIONS = ('png', 'jpg', 'webp', 'tif')
@@ -49,14 +49,11 @@ def load_model(weights, scale='auto', device='cpu'):
     """Build an ``SRConvNet`` from a checkpoint; returns ``(model in eval mode on device, config)``.
 
     ``weights`` is a BasicSR checkpoint (``{'params_ema': sd}`` is preferred over ``{'params': sd}`` when both are
-    present, as in BasicSR's and Real-ESRGAN's inference), the authors' training checkpoint or a bare state dict.
-    The configuration (scale included) comes from the tensor shapes; ``scale`` other than ``'auto'`` must agree.
+    present, as in BasicSR's and Real-ESRGAN's inference), the authors' training checkpoint, a bare state dict or a
+    ``.safetensors`` file (``checkpoints.load_srconvnet``). The configuration (scale included) comes from the tensor
+    shapes; ``scale`` other than ``'auto'`` must agree.
     """
-    try:
-        state_dict, config = convert_state_dict(load_checkpoint(weights))
-    except CheckpointError as err:
-        message = str(err)
-        raise CheckpointError(message if message.startswith(str(weights)) else f'{weights}: {message}') from err
+    state_dict, config = load_srconvnet(weights)
     if scale not in (None, 'auto'):
         try:
             wanted = int(scale)
