@@ -85,6 +85,11 @@ def _unpickling_reason(error):
     return ' '.join(kept) or _first_sentence(error)
 
 
+def _size(path):
+    size = osp.getsize(path)
+    return f'{size} byte{"s" * (size != 1)}'
+
+
 def _device(map_location):
     """A device string for safetensors from a ``torch.load`` map_location (basicsr passes a function: CPU)."""
     if map_location is None or callable(map_location):
@@ -109,7 +114,7 @@ def load_weights_only(path, map_location='cpu'):
             return load_file(os.fspath(path), device=_device(map_location))
         except Exception as e:  # SafetensorError: truncated, not a safetensors file, bad header
             raise CheckpointReadError(f'{path}: not a complete .safetensors file (truncated or corrupt): '
-                                      f'{_first_sentence(e)}') from e
+                                      f'{_size(path)}, safetensors says: {_first_sentence(e)}') from e
     import torch
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
@@ -117,8 +122,8 @@ def load_weights_only(path, map_location='cpu'):
         raise CheckpointCodeError(f'{path}: refusing to load: the file holds more than tensors and plain containers, '
                                   f'so loading it could run code ({_unpickling_reason(e)})') from e
     except Exception as e:  # zip reader errors, EOFError, KeyError of the legacy format on junk, ...
-        raise CheckpointReadError(f'{path}: not a complete checkpoint (truncated or corrupt): '
-                                  f'{_first_sentence(e) or e.__class__.__name__}') from e
+        raise CheckpointReadError(f'{path}: not a complete checkpoint (truncated or corrupt): {_size(path)}, torch '
+                                  f'says: {_first_sentence(e) or e.__class__.__name__}') from e
 
 
 def state_dict_of(checkpoint, path, param_key=None):
@@ -191,13 +196,13 @@ def infer_config(state_dict):
     }
 
 
-def describe_config(config):
-    """``SRConvNet x3 (num_feat 64, 8 blocks, 4 heads, 4 kernels)`` (channels only when not RGB)."""
+def describe_config(config, noun=''):
+    """``SRConvNet x3<noun> (num_feat 64, 8 blocks, 4 heads, 4 kernels)`` (channels only when not RGB)."""
     parts = [f'num_feat {config["num_feat"]}', f'{config["num_block"]} block{"s" * (config["num_block"] != 1)}',
              f'{config["num_heads"]} heads', f'{config["num_kernels"]} kernels']
     if (config['num_in_ch'], config['num_out_ch']) != (3, 3):
         parts.append(f'{config["num_in_ch"]}->{config["num_out_ch"]} channels')
-    return f'SRConvNet x{config["upscale"]} ({", ".join(parts)})'
+    return f'SRConvNet x{config["upscale"]}{noun} ({", ".join(parts)})'
 
 
 def key_patterns(keys, limit=6):
@@ -235,12 +240,13 @@ def describe_difference(state_dict, expected, wanted_by='the network is'):
         except (ValueError, IndexError):
             pass
         if found is not None and wanted is not None and found != wanted:
-            return f'an {describe_config(found)} checkpoint; {wanted_by} {describe_config(wanted)}'
+            return f'an {describe_config(found, " checkpoint")}; {wanted_by} {describe_config(wanted)}'
     elif wanted is not None:
+        shared = len(expected) - len(missing)
         return (f'not an SRConvNet checkpoint (another architecture: its {len(state_dict)} keys look like '
-                f'{key_patterns(state_dict)}); {len(unexpected)} of its keys are not SRConvNet keys and '
-                f'{len(missing)} of the {len(expected)} keys of {describe_config(wanted)} are missing')
-    parts = [f'an {describe_config(found)} checkpoint'] if found is not None and wanted is None else []
+                f'{key_patterns(state_dict)}); {len(unexpected)} of its keys are not SRConvNet keys, and it has '
+                f'{shared or "none"} of the {len(expected)} keys of {describe_config(wanted)}')
+    parts = [f'an {describe_config(found, " checkpoint")}'] if found is not None and wanted is None else []
     if missing:
         parts.append(f'{len(missing)} missing key{"s" * (len(missing) != 1)} ({_some(missing)})')
     if unexpected:
