@@ -237,7 +237,7 @@ def load_weights(model, path, name):
     from srconvnet_plugin.checkpoints import CheckpointError, check_fits, load_state_dict
 
     try:
-        model.load_state_dict(check_fits(load_state_dict(path), model, f'{path} (for {name})'), strict=True)
+        model.load_state_dict(check_fits(load_state_dict(path), model, f'{path}: does not fit {name}'), strict=True)
     except CheckpointError as err:
         raise CompareError(str(err)) from err
 

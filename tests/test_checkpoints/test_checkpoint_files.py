@@ -135,7 +135,7 @@ def test_infer_export_and_compare_read_safetensors_like_pth(tmp_path):
 def test_compare_refuses_weights_of_another_arch_in_one_line(files):
     with pytest.raises(CompareError) as err:
         load_weights(SRConvNet(upscale=4, **TINY), files['edsr'], 'SRConvNet x4')
-    assert str(err.value).startswith(f'{files["edsr"]} (for SRConvNet x4): not an SRConvNet checkpoint')
+    assert str(err.value).startswith(f'{files["edsr"]}: does not fit SRConvNet x4: not an SRConvNet checkpoint')
     assert EDSR_GROUPS in str(err.value) and 'body.0.conv1.weight' not in str(err.value)
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.compat import CheckpointReadError, apply_pipeline_shims, load_resume_state, load_weights_only
+from srconvnet_plugin.checkpoints import CheckpointReadError, load_weights_only
+from srconvnet_plugin.compat import apply_pipeline_shims, load_resume_state
 from srconvnet_plugin.faults import atomic_save, leftover_temp_files
 
 apply_pipeline_shims()
