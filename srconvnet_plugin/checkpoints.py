@@ -12,15 +12,15 @@ BasicSR's ``path: pretrain_network_g`` (``BaseModel.load_network``) and ``--auto
 * An SRConvNet's configuration (scale, width, depth, heads, kernels) is read from the tensor shapes.
 
 Refusals raise a :class:`CheckpointError` (a ``ValueError``) whose message names the file and says what is wrong
-in a line or two: :class:`CheckpointNotFoundError`, :class:`CheckpointReadError` (truncated or corrupt), :class:`CheckpointCodeError` (a pickle that
-holds code), :class:`CheckpointMismatchError` (another architecture, or an SRConvNet of another configuration).
+in a line: :class:`CheckpointNotFoundError`, :class:`CheckpointReadError` (truncated or corrupt),
+:class:`CheckpointCodeError` (a pickle that holds code), :class:`CheckpointMismatchError` (another architecture, or
+an SRConvNet of another configuration).
 
 Written files: ``.safetensors`` holds the flat state dict (the layout spandrel, chaiNNer, ComfyUI and traiNNer-redux
 read), anything else BasicSR's ``{'params': state_dict}``; both through :func:`atomic_write.atomic_write`.
 """
 import functools
 import importlib
-import io
 import os
 import os.path as osp
 import pickle
@@ -280,7 +280,8 @@ def srconvnet_state_dict(state_dict, source=None):
             raise CheckpointMismatchError(
                 f'not an SRConvNet checkpoint (another architecture: its {len(stripped)} keys look like '
                 f'{key_patterns(stripped)}); it lacks {sum(k not in stripped for k in SRCONVNET_KEYS)} of the '
-                f'{len(SRCONVNET_KEYS)} keys every SRConvNet has ({_some(k for k in SRCONVNET_KEYS if k not in stripped)})')
+                f'{len(SRCONVNET_KEYS)} keys every SRConvNet has '
+                f'({_some(k for k in SRCONVNET_KEYS if k not in stripped)})')
         config = infer_config(stripped)
         check_against_arch(stripped, config)
     except CheckpointMismatchError as err:

@@ -489,7 +489,8 @@ def build_parser():
     parser.add_argument('--lq', help='folder of low-resolution images, named as --filename-tmpl says')
     parser.add_argument('--filename-tmpl', default='{}', help="LQ name from the GT name, as BasicSR's option "
                         "(default '{}': same names)")
-    parser.add_argument('--weights', nargs='+', default=[], metavar='NAME=PATH', help='BasicSR checkpoints')
+    parser.add_argument('--weights', nargs='+', default=[], metavar='NAME=PATH',
+                        help='checkpoints (.pth or .safetensors)')
     parser.add_argument('--out-dir', default=os.path.join('results', 'compare'),
                         help='where compare.{md,csv,json,png} go (default: results/compare)')
     parser.add_argument('--overwrite', action='store_true', help='replace earlier results in --out-dir')

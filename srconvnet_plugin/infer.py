@@ -323,7 +323,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('-i', '--input', required=True, help='image file or folder of images')
     parser.add_argument('-o', '--output', required=True, help='output folder (created if missing)')
-    parser.add_argument('--weights', required=True, help="BasicSR checkpoint (params_ema or params) or the authors'")
+    parser.add_argument('--weights', required=True,
+                        help="BasicSR checkpoint (params_ema or params), .safetensors or the authors' checkpoint")
     parser.add_argument('--scale', default='auto', help='"auto" (default) reads it from the checkpoint; a number '
                         'is checked against it')
     parser.add_argument('--tile', type=int, default=DEFAULT_TILE,
