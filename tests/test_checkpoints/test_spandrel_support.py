@@ -25,8 +25,9 @@ def test_spandrel_knows_no_srconvnet_without_install_and_no_other_arch_claims_it
     sd = srconvnet().state_dict()
     others = ArchRegistry()
     others.add(*[a for a in spandrel.MAIN_REGISTRY if a.architecture.id != 'SRConvNet'])
-    with pytest.raises(UnsupportedModelError):
-        others.load(sd)  # so registering SRConvNet last cannot be shadowed by another architecture's detect
+    for state_dict in [sd] + [SRConvNet(upscale=s).state_dict() for s in (2, 3, 4)]:  # tiny and the paper's size
+        with pytest.raises(UnsupportedModelError):
+            others.load(state_dict)  # so registering SRConvNet last cannot be shadowed by another arch's detect
     assert install(others) and not install(others)  # added once; a second install adds nothing
     assert others.load(sd).architecture.id == 'SRConvNet'
     assert 'SRConvNet' in spandrel.MAIN_REGISTRY
