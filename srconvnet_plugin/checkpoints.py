@@ -108,6 +108,8 @@ def load_weights_only(path, map_location='cpu'):
     """
     if not osp.exists(path):
         raise CheckpointNotFoundError(f'{path}: no such file')
+    if osp.isdir(path):
+        raise CheckpointReadError(f'{path}: is a folder, not a checkpoint file')
     if is_safetensors(path):
         from safetensors.torch import load_file
         try:
@@ -118,6 +120,8 @@ def load_weights_only(path, map_location='cpu'):
     import torch
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except MemoryError:
+        raise
     except pickle.UnpicklingError as e:
         raise CheckpointCodeError(f'{path}: refusing to load: the file holds more than tensors and plain containers, '
                                   f'so loading it could run code ({_unpickling_reason(e)})') from e
@@ -455,7 +459,6 @@ def _pretrain_option(opt, load_path):
     return os.fspath(load_path), 'the network is'
 
 
-
 def load_network(self, net, load_path, strict=True, param_key='params'):
     """Replaces ``BaseModel.load_network`` (same arguments, same log lines): reads ``.pth`` weights-only or
     ``.safetensors`` (through :class:`_SafeTorch`), takes ``param_key`` (``params`` when it is absent, as basicsr
@@ -470,12 +473,11 @@ def load_network(self, net, load_path, strict=True, param_key='params'):
         checkpoint = _SafeTorch.load(load_path)
     except CheckpointError as err:
         raise type(err)(f'{source}: {str(err).removeprefix(f"{load_path}: ")}') from err
-    if param_key is not None:
-        if isinstance(checkpoint, dict) and param_key not in checkpoint and 'params' in checkpoint:
-            param_key = 'params'
-            logger.info('Loading: params_ema does not exist, use params.')
-        # basicsr's layouts; else the authors' model_state_dict or a bare state dict
-        checkpoint = state_dict_of(checkpoint, source, param_key)
+    if param_key and isinstance(checkpoint, dict) and param_key not in checkpoint and 'params' in checkpoint:
+        param_key = 'params'
+        logger.info('Loading: params_ema does not exist, use params.')
+    # basicsr's layouts; else the authors' model_state_dict or a bare state dict
+    checkpoint = state_dict_of(checkpoint, source, param_key)
     logger.info(f'Loading {bare.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
     state_dict = check_fits(checkpoint, bare, source, strict=strict, wanted_by=wanted_by)
     if not strict:  # basicsr's warnings, and keys of other shapes renamed '.ignore' so that they are skipped

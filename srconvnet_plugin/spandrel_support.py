@@ -21,8 +21,12 @@ What the descriptor says, and why:
   tiles change the output (the README's tiling numbers); run whole images where memory allows.
 * no size requirements: every size from 1x1 up runs (the reference needs H*W >= 4; this port does not).
 """
-import spandrel
-from spandrel import Architecture, ArchSupport, ImageModelDescriptor, ModelTiling, SizeRequirements
+try:
+    import spandrel
+    from spandrel import Architecture, ArchSupport, ImageModelDescriptor, ModelTiling, SizeRequirements
+except ImportError as e:  # an optional extra
+    raise ImportError(f'srconvnet_plugin.spandrel_support needs spandrel ({e}): pip install '
+                      '"srconvnet-plugin[spandrel]"') from e
 
 from srconvnet_plugin.checkpoints import is_srconvnet, srconvnet_state_dict
 
