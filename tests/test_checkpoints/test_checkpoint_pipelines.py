@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from checkpoint_files import bad_files
+from checkpoint_files import authors_checkpoint, bad_files
 from helpers import plugin_env, python_cmd
+from srconvnet_plugin.checkpoints import load_state_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test_stack'))
 from stack_options import make_test_yaml, make_train_yaml  # noqa: E402  (the stack tests' option files)
@@ -63,18 +64,21 @@ def test_train_pipeline_refuses_a_bad_pretrain_network_g(files, tiny_sr_sets, tm
                    REFUSALS['edsr'])
 
 
-def test_test_pipeline_reads_safetensors_like_pth(files, tiny_sr_sets, tmp_path):
+def test_test_pipeline_reads_safetensors_and_the_authors_layout_like_pth(files, tiny_sr_sets, tmp_path):
+    folder = files['x3'].parent
+    torch.save(authors_checkpoint(load_state_dict(folder / 'good.pth')), tmp_path / 'model_x4_latest.pt')
     metrics = {}
-    for name in ('good.pth', 'good.safetensors'):
-        label = name.replace('.', '_')
-        (tmp_path / f'{label}.yml').write_text(make_test_yaml(tiny_sr_sets, label, files['x3'].parent / name))
+    for path in (folder / 'good.pth', folder / 'good.safetensors', tmp_path / 'model_x4_latest.pt'):
+        label = path.name.replace('.', '_')
+        (tmp_path / f'{label}.yml').write_text(make_test_yaml(tiny_sr_sets, label, path))
         done = run(['srconvnet_plugin.test', '-opt', f'{label}.yml'], tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
         [log] = (tmp_path / 'results' / label).glob('test_*.log')
         text = log.read_text()
-        assert f'Loading SRConvNet model from {files["x3"].parent / name}, with param key: [params].' in text
-        metrics[name] = re.findall(r'# (psnr|ssim): ([\d.]+)', text)
-    assert metrics['good.pth'] == metrics['good.safetensors'] and len(metrics['good.pth']) == 2
+        assert f'Loading SRConvNet model from {path}, with param key: [params].' in text
+        metrics[path.name] = re.findall(r'# (psnr|ssim): ([\d.]+)', text)
+    assert len(metrics['good.pth']) == 2
+    assert metrics['good.pth'] == metrics['good.safetensors'] == metrics['model_x4_latest.pt']
 
 
 def test_training_saves_safetensors_with_ema_and_resumes_from_them(tiny_sr_sets, tmp_path):
