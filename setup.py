@@ -26,8 +26,12 @@ setup(
         'tqdm',
         'matplotlib',
         'pillow',  # option checks read image headers (already pulled in by matplotlib and scikit-image)
+        'safetensors',  # .safetensors checkpoints (checkpoints.py)
     ],
-    extras_require={'test': ['pytest', 'onnx', 'onnxruntime']},
+    extras_require={
+        'spandrel': ['spandrel'],  # srconvnet_plugin.spandrel_support: SRConvNet in ComfyUI / chaiNNer / spandrel
+        'test': ['pytest', 'onnx', 'onnxruntime', 'spandrel', 'safetensors'],
+    },
     entry_points={
         'console_scripts': [
             'srconvnet-train=srconvnet_plugin.train:main',

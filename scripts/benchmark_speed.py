@@ -157,11 +157,11 @@ def psnr_vs_fp32(scale, precision, device, weights=None, channels_last=False):
     from basicsr.metrics import calculate_psnr
     from basicsr.utils import tensor2img
     from basicsr.utils.matlab_functions import imresize
-    from srconvnet_plugin.convert import load_checkpoint, strip_state_dict
+    from srconvnet_plugin.checkpoints import load_state_dict, strip_state_dict
 
     model = build('srconvnet', scale)
     if weights:
-        model.load_state_dict(strip_state_dict(load_checkpoint(weights)), strict=True)
+        model.load_state_dict(strip_state_dict(load_state_dict(weights)), strict=True)
     results = {}
     for photo in ('astronaut', 'chelsea', 'coffee', 'rocket'):
         hr = getattr(data, photo)().astype(np.float32) / 255.

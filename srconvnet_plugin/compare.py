@@ -234,18 +234,14 @@ def parse_size(text):
 
 # ------------------------------------------------------------------------------------------------------------ quality
 def load_weights(model, path, name):
-    """Load a BasicSR checkpoint (``params_ema`` / ``params`` / bare state dict) with ``weights_only=True``."""
-    from srconvnet_plugin.convert import CheckpointError, load_checkpoint
+    """Load a checkpoint (``.pth``: ``params_ema`` / ``params`` / bare state dict, weights-only; or
+    ``.safetensors``) into ``model``; a file that does not fit it is refused naming the file and ``name``."""
+    from srconvnet_plugin.checkpoints import CheckpointError, check_fits, load_state_dict
 
     try:
-        state_dict = load_checkpoint(path)
+        model.load_state_dict(check_fits(load_state_dict(path), model, f'{path}: does not fit {name}'), strict=True)
     except CheckpointError as err:
         raise CompareError(str(err)) from err
-    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as err:
-        raise CompareError(f'{path}: does not fit {name}: {err}') from err
 
 
 def find_pairs(gt_dir, lq_dir, filename_tmpl='{}'):
@@ -478,7 +474,8 @@ def build_parser():
     parser.add_argument('--lq', help='folder of low-resolution images, named as --filename-tmpl says')
     parser.add_argument('--filename-tmpl', default='{}', help="LQ name from the GT name, as BasicSR's option "
                         "(default '{}': same names)")
-    parser.add_argument('--weights', nargs='+', default=[], metavar='NAME=PATH', help='BasicSR checkpoints')
+    parser.add_argument('--weights', nargs='+', default=[], metavar='NAME=PATH',
+                        help='checkpoints (.pth or .safetensors)')
     parser.add_argument('--out-dir', default=os.path.join('results', 'compare'),
                         help='where compare.{md,csv,json,png} go (default: results/compare)')
     parser.add_argument('--overwrite', action='store_true', help='replace earlier results in --out-dir')

@@ -19,13 +19,9 @@ The entry points themselves fix the remaining behaviour: they pass the current w
 import argparse
 import functools
 import importlib
-import pickle
 import sys
-import threading
-import types
-import zipfile
 
-from .faults import CheckpointSaveError, atomic_save
+from .checkpoints import _SafeTorch, _wrap_save, _wrap_save_network, check_checkpoint_options, load_network
 
 _PIPELINE_SHIMS_APPLIED = False
 
@@ -39,84 +35,6 @@ def apply_import_shims():
     except ImportError:
         sys.modules['torchvision.transforms.functional_tensor'] = importlib.import_module(
             'torchvision.transforms._functional_tensor')
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# checkpoints: weights_only=True, always
-# --------------------------------------------------------------------------------------------------------------------
-class CheckpointReadError(RuntimeError):
-    """A checkpoint file that is incomplete or corrupt (e.g. written by a process that was killed mid-save)."""
-
-
-#: errors torch.load raises for truncated or corrupt files
-_UNREADABLE = (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile)
-
-
-def load_weights_only(path, map_location='cpu'):
-    """``torch.load(path, weights_only=True)`` whose refusal names the file (a checkpoint is data, never code).
-
-    Raises:
-        pickle.UnpicklingError: the file holds objects other than tensors and plain containers (it could run code).
-        CheckpointReadError: the file is truncated or corrupt.
-    """
-    import torch
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise pickle.UnpicklingError(f'{path}: refusing to load: the file holds more than tensors and plain '
-                                     f'containers, so loading it could run code.\n{e}') from e
-    except FileNotFoundError:
-        raise
-    except _UNREADABLE as e:
-        raise CheckpointReadError(f'{path}: not a complete checkpoint (truncated or corrupt): {e}') from e
-
-
-#: the error of the latest failed checkpoint write in this thread (None after a successful one)
-_SAVE = threading.local()
-
-
-class _SafeTorch(types.ModuleType):
-    """``torch`` as basicsr/models/base_model.py sees it: the same module, except that ``load`` is weights-only and
-    ``save`` is atomic (temp file, fsync, rename) and remembers its last error for :func:`_wrap_save`."""
-
-    def __init__(self):
-        super().__init__('torch')
-
-    def __getattr__(self, name):
-        return getattr(importlib.import_module('torch'), name)
-
-    @staticmethod
-    def load(f, map_location=None, **kwargs):
-        kwargs.pop('weights_only', None)
-        return load_weights_only(f, map_location=map_location)
-
-    @staticmethod
-    def save(obj, f, **kwargs):
-        try:
-            atomic_save(obj, f)
-        except Exception as e:
-            _SAVE.error = e
-            raise
-        _SAVE.error = None
-
-
-def _wrap_save(_orig, what):
-
-    @functools.wraps(_orig)
-    def save(self, *args, **kwargs):
-        """Wraps ``BaseModel.save_network`` / ``save_training_state``: basicsr retries a failed ``torch.save`` three
-        times, then logs "Just ignore it" and trains on without a checkpoint; here the failure stops training."""
-        _SAVE.error = None
-        _orig(self, *args, **kwargs)
-        error = getattr(_SAVE, 'error', None)
-        if error is not None:
-            _SAVE.error = None
-            raise CheckpointSaveError(f'could not save the {what} ({error.__class__.__name__}: {error}); training '
-                                      'stopped. Files written before are complete and unchanged (saves go to a '
-                                      'temporary file that is renamed only when complete). Free space, then resume '
-                                      'with --auto_resume.') from error
-
-    return save
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -168,6 +86,7 @@ def _wrap_parse_options(_orig):
             raise OptionFileError(f"{opt_path}: num_gpu: {opt['num_gpu']} asks for CUDA, but torch sees no CUDA device "
                                   "here; use num_gpu: 0 (or auto) to run on the CPU")
         check_options(opt, opt_path)
+        check_checkpoint_options(opt, opt_path)
         return opt, args
 
     return parse_options
@@ -240,13 +159,16 @@ def apply_pipeline_shims():
     # BaseModel.load_network calls torch.load with torch's default weights_only; make it explicit and unconditional.
     # BaseModel's saves write in place (a kill mid-write leaves a truncated .pth/.state): write atomically instead
     base_model.torch = _SafeTorch()
+    # pretrain_network_g: .safetensors too, and a bad checkpoint refused in one line (checkpoints.load_network)
+    base_model.BaseModel.load_network = load_network
     # the archs that load pretrained weights (VGG of the perceptual loss, SpyNet, ...) call torch.load too: the same
     for name in ('vgg_arch', 'spynet_arch', 'dfdnet_arch', 'basicvsr_arch', 'tof_arch', 'inception'):
         module = sys.modules.get(f'basicsr.archs.{name}') or importlib.import_module(f'basicsr.archs.{name}')
         if getattr(module, 'torch', None) is not None:
             module.torch = _SafeTorch()
     # ... and basicsr swallows a failed save after 3 retries ("Just ignore it"): fail loudly instead
-    base_model.BaseModel.save_network = _wrap_save(base_model.BaseModel.save_network, 'network')
+    # (logger: save_checkpoint_format: safetensors writes net_g_<iter>.safetensors)
+    base_model.BaseModel.save_network = _wrap_save(_wrap_save_network(base_model.BaseModel.save_network), 'network')
     base_model.BaseModel.save_training_state = _wrap_save(base_model.BaseModel.save_training_state,
                                                           'training state')
     # training keys of traiNNer-redux/neosr (use_amp, use_channels_last, use_compile, grad_clip, accum_iter, ...)

@@ -3,6 +3,7 @@ turn the plugin's named errors into an exit code and one message."""
 import argparse
 import os
 
+from srconvnet_plugin.checkpoints import CheckpointError
 from srconvnet_plugin.compat import apply_pipeline_shims
 from srconvnet_plugin.data_faults import DataFaultError
 from srconvnet_plugin.faults import TrainingStopped
@@ -16,7 +17,7 @@ def run_pipeline(pipeline, prog):
     parser = argparse.ArgumentParser(prog=prog)
     try:
         pipeline(os.getcwd())
-    except OptionFileError as e:  # refused before anything was created
+    except (OptionFileError, CheckpointError) as e:  # a bad option file, or a pretrain_network_g that is refused
         parser.exit(2, f'{prog}: error: {e}\n')
     except (TrainingStopped, DataFaultError) as e:  # a fault, named; what was saved before is complete
         parser.exit(getattr(e, 'exit_code', 1), f'{prog}: error: {e}\n')

@@ -26,7 +26,7 @@ from torch import nn
 from srconvnet_plugin.archs.real_dft import dft_matrices
 from srconvnet_plugin.archs.srconvnet_arch import FourierUnit, KernelAggregation, LayerNorm2d, reference_forward
 from srconvnet_plugin.atomic_write import atomic_write
-from srconvnet_plugin.convert import CheckpointError
+from srconvnet_plugin.checkpoints import CheckpointError
 
 DEFAULT_OPSET = 17  # LayerNormalization needs 17; nothing here needs more
 
@@ -177,7 +177,7 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('output', help='ONNX file to write')
-    parser.add_argument('--weights', required=True, help="BasicSR checkpoint or the authors' checkpoint")
+    parser.add_argument('--weights', required=True, help="BasicSR checkpoint, .safetensors or the authors' checkpoint")
     parser.add_argument('--scale', default='auto', help='expected scale; "auto" reads it from the checkpoint')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help=f'ONNX opset (default {DEFAULT_OPSET})')
     parser.add_argument('--overwrite', action='store_true', help='replace OUTPUT if it exists')

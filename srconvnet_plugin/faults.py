@@ -38,8 +38,9 @@ class TrainingInterrupted(TrainingStopped):
         self.exit_code = 128 + signum
 
 
-def atomic_save(obj, path):
-    """``torch.save(obj, path)`` that either replaces ``path`` with a complete file or leaves it as it was.
+def atomic_save(obj, path, overwrite=True):
+    """``torch.save(obj, path)`` that either replaces ``path`` with a complete file or leaves it as it was
+    (``overwrite=False``: never replaces an existing file, see :func:`atomic_write.atomic_write`).
 
     The data is serialised in memory first (so a write error surfaces as the ``OSError`` it is, e.g. ENOSPC, which
     torch's zip writer would report as "unexpected pos"), then written by :func:`atomic_write.atomic_write`.
@@ -47,7 +48,7 @@ def atomic_save(obj, path):
     import torch
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write(path, buffer.getbuffer())
+    return atomic_write(path, buffer.getbuffer(), overwrite=overwrite)
 
 
 def non_finite(log_dict=None, net=None):

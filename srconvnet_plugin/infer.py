@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
 from srconvnet_plugin.atomic_write import atomic_write
-from srconvnet_plugin.convert import CheckpointError, convert_state_dict, load_checkpoint
+from srconvnet_plugin.checkpoints import CheckpointError, load_srconvnet
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff')
 OUTPUT_EXTENSIONS = ('png', 'jpg', 'webp', 'tif')
@@ -50,14 +50,11 @@ def load_model(weights, scale='auto', device='cpu'):
     """Build an ``SRConvNet`` from a checkpoint; returns ``(model in eval mode on device, config)``.
 
     ``weights`` is a BasicSR checkpoint (``{'params_ema': sd}`` is preferred over ``{'params': sd}`` when both are
-    present, as in BasicSR's and Real-ESRGAN's inference), the authors' training checkpoint or a bare state dict.
-    The configuration (scale included) comes from the tensor shapes; ``scale`` other than ``'auto'`` must agree.
+    present, as in BasicSR's and Real-ESRGAN's inference), the authors' training checkpoint, a bare state dict or a
+    ``.safetensors`` file (``checkpoints.load_srconvnet``). The configuration (scale included) comes from the tensor
+    shapes; ``scale`` other than ``'auto'`` must agree.
     """
-    try:
-        state_dict, config = convert_state_dict(load_checkpoint(weights))
-    except CheckpointError as err:
-        message = str(err)
-        raise CheckpointError(message if message.startswith(str(weights)) else f'{weights}: {message}') from err
+    state_dict, config = load_srconvnet(weights)
     if scale not in (None, 'auto'):
         try:
             wanted = int(scale)
@@ -314,7 +311,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('-i', '--input', required=True, help='image file or folder of images')
     parser.add_argument('-o', '--output', required=True, help='output folder (created if missing)')
-    parser.add_argument('--weights', required=True, help="BasicSR checkpoint (params_ema or params) or the authors'")
+    parser.add_argument('--weights', required=True,
+                        help="BasicSR checkpoint (params_ema or params), .safetensors or the authors' checkpoint")
     parser.add_argument('--scale', default='auto', help='"auto" (default) reads it from the checkpoint; a number '
                         'is checked against it')
     parser.add_argument('--tile', type=int, default=DEFAULT_TILE,

@@ -8,8 +8,8 @@ import os
 import os.path as osp
 import warnings
 
-from .compat import CheckpointReadError, load_weights_only
-from .faults import leftover_temp_files
+from .atomic_write import leftover_temp_files
+from .checkpoints import CheckpointReadError, load_weights_only, network_file, use_existing_network_files
 
 
 def _map_location(opt):
@@ -20,9 +20,9 @@ def _map_location(opt):
 
 
 def _resume_network_files(opt, resume_iter):
-    """The ``net_<label>_<iter>.pth`` files basicsr's ``check_resume`` will load for a resume at ``resume_iter``."""
+    """The ``net_<label>_<iter>.pth`` (or ``.safetensors``) files a resume at ``resume_iter`` will load."""
     ignore = opt['path'].get('ignore_resume_networks') or []
-    return [osp.join(opt['path']['models'], f"net_{key[len('network_'):]}_{resume_iter}.pth")
+    return [network_file(opt['path']['models'], key[len('network_'):], resume_iter)
             for key in opt if key.startswith('network_') and key not in ignore]
 
 
@@ -97,4 +97,5 @@ def load_resume_state(opt):
             raise FileNotFoundError(f'path: resume_state: {path} does not exist')
         state = load_weights_only(path, map_location=map_location)
     check_resume(opt, state['iter'])
+    use_existing_network_files(opt)  # check_resume names net_g_<iter>.pth, also when the run saved .safetensors
     return state

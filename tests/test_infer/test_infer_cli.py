@@ -15,7 +15,7 @@ from skimage import data
 
 from conftest import REPO_ROOT
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.convert import CheckpointError
+from srconvnet_plugin.checkpoints import CheckpointError
 from srconvnet_plugin.infer import InferenceError, main, run, tile_boxes, upscale_tensor
 
 TINY = dict(num_feat=16, num_block=2, num_heads=4, num_kernels=4)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from helpers import plugin_env, python_cmd
-from srconvnet_plugin.compat import load_weights_only
+from srconvnet_plugin.checkpoints import load_weights_only
 from srconvnet_plugin.atomic_write import leftover_temp_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test_stack'))

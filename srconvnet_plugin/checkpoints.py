@@ -1,0 +1,485 @@
+"""The one checkpoint reader and writer of the plugin: ``.pth`` and ``.safetensors``, weights only, clear refusals.
+
+Every command and pipeline that loads a network reads it here: ``infer``, ``export``, ``compare``, ``convert``,
+BasicSR's ``path: pretrain_network_g`` (``BaseModel.load_network``) and ``--auto_resume``.
+
+* ``.pth`` / ``.pt`` / ``.state`` files are read with ``torch.load(weights_only=True)`` (never ``False``: a
+  checkpoint is data, and a pickle that asks for anything but tensors and plain containers could run code).
+* ``.safetensors`` files are read with the ``safetensors`` package; they hold one flat state dict.
+* The state dict is taken from the usual wrappers: BasicSR's ``params_ema`` (preferred) / ``params``, the authors'
+  ``model_state_dict`` (with ``module.`` prefixes and their unused MeanShift ``sub_mean.*`` / ``add_mean.*``
+  entries), ``state_dict``, or a bare state dict.
+* An SRConvNet's configuration (scale, width, depth, heads, kernels) is read from the tensor shapes.
+
+Refusals raise a :class:`CheckpointError` (a ``ValueError``) whose message names the file and says what is wrong
+in a line: :class:`CheckpointNotFoundError`, :class:`CheckpointReadError` (truncated or corrupt),
+:class:`CheckpointCodeError` (a pickle that holds code), :class:`CheckpointMismatchError` (another architecture, or
+an SRConvNet of another configuration).
+
+Written files: ``.safetensors`` holds the flat state dict (the layout spandrel, chaiNNer, ComfyUI and traiNNer-redux
+read), anything else BasicSR's ``{'params': state_dict}``; both through :func:`atomic_write.atomic_write`.
+"""
+import functools
+import importlib
+import os
+import os.path as osp
+import pickle
+import re
+import threading
+import types
+
+from .atomic_write import atomic_write
+from .faults import CheckpointSaveError, atomic_save
+
+SAFETENSORS_SUFFIX = '.safetensors'
+#: what ``logger: save_checkpoint_format`` may be
+CHECKPOINT_FORMATS = ('pth', 'safetensors')
+#: the reference builds these but never calls them in forward; SRConvNet state dicts drop them
+UNUSED_PREFIXES = ('sub_mean.', 'add_mean.')
+#: wrappers whose prefix the authors' (DataParallel) and BasicSR's savers leave on every key
+WRAPPER_PREFIXES = ('module.', )
+#: where a checkpoint file keeps its state dict, in the order they are looked for
+STATE_DICT_KEYS = ('params_ema', 'params', 'model_state_dict', 'state_dict')
+#: keys every SRConvNet state dict has (after :func:`strip_state_dict`)
+SRCONVNET_KEYS = ('to_feat.weight', 'tail.weight', 'upsampling.0.weight', 'blocks.0.attention.layer_scale',
+                  'blocks.0.attention.a.conv_layer.weight', 'blocks.0.ffn.conv1.conv.aggregation.weight')
+#: how many key names a refusal lists at most (per kind)
+SHOWN_KEYS = 3
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what is wrong with it."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """There is no file at the checkpoint's path."""
+
+
+class CheckpointReadError(CheckpointError, RuntimeError):
+    """A checkpoint file that is incomplete or corrupt (e.g. written by a process that was killed mid-save)."""
+
+
+class CheckpointCodeError(CheckpointError, pickle.UnpicklingError):
+    """A pickle that holds more than tensors and plain containers: loading it could run code, so it is refused."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A complete checkpoint of another architecture, or of an SRConvNet of another configuration."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# reading files
+# --------------------------------------------------------------------------------------------------------------------
+def is_safetensors(path):
+    return os.fspath(path).lower().endswith(SAFETENSORS_SUFFIX)
+
+
+def _first_sentence(text):
+    return re.split(r'(?<=\.)\s', str(text).strip(), maxsplit=1)[0]
+
+
+def _unpickling_reason(error):
+    """What torch's weights-only unpickler refused, without its advice to retry with ``weights_only=False``."""
+    paragraphs = [p.strip() for p in str(error).split('\n\n') if p.strip()]
+    kept = [p for p in paragraphs if not p.startswith(('Weights only load failed', 'Check the documentation'))]
+    return ' '.join(kept) or _first_sentence(error)
+
+
+def _size(path):
+    size = osp.getsize(path)
+    return f'{size} byte{"s" * (size != 1)}'
+
+
+def _device(map_location):
+    """A device string for safetensors from a ``torch.load`` map_location (basicsr passes a function: CPU)."""
+    if map_location is None or callable(map_location):
+        return 'cpu'
+    return str(map_location)
+
+
+def load_weights_only(path, map_location='cpu'):
+    """What the file ``path`` holds: ``torch.load(path, weights_only=True)``, or the flat state dict of a
+    ``.safetensors`` file.
+
+    Raises:
+        CheckpointNotFoundError: there is no such file (a ``FileNotFoundError``).
+        CheckpointCodeError: the pickle holds objects other than tensors and plain containers (it could run code).
+        CheckpointReadError: the file is truncated or corrupt.
+    """
+    if not osp.exists(path):
+        raise CheckpointNotFoundError(f'{path}: no such file')
+    if osp.isdir(path):
+        raise CheckpointReadError(f'{path}: is a folder, not a checkpoint file')
+    if is_safetensors(path):
+        from safetensors.torch import load_file
+        try:
+            return load_file(os.fspath(path), device=_device(map_location))
+        except Exception as e:  # SafetensorError: truncated, not a safetensors file, bad header
+            raise CheckpointReadError(f'{path}: not a complete .safetensors file (truncated or corrupt): '
+                                      f'{_size(path)}, safetensors says: {_first_sentence(e)}') from e
+    import torch
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except MemoryError:
+        raise
+    except pickle.UnpicklingError as e:
+        raise CheckpointCodeError(f'{path}: refusing to load: the file holds more than tensors and plain containers, '
+                                  f'so loading it could run code ({_unpickling_reason(e)})') from e
+    except Exception as e:  # zip reader errors, EOFError, KeyError of the legacy format on junk, ...
+        raise CheckpointReadError(f'{path}: not a complete checkpoint (truncated or corrupt): {_size(path)}, torch '
+                                  f'says: {_first_sentence(e) or e.__class__.__name__}') from e
+
+
+def state_dict_of(checkpoint, path, param_key=None):
+    """The state dict inside what :func:`load_weights_only` returned: ``checkpoint[param_key]`` when given and
+    present, else the first of :data:`STATE_DICT_KEYS` that holds a dict, else ``checkpoint`` itself when it is a
+    dict of tensors."""
+    import torch
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'{path}: holds a {type(checkpoint).__name__}, not a state dict')
+    keys = ((param_key, ) if param_key else ()) + STATE_DICT_KEYS
+    for key in keys:
+        if isinstance(checkpoint.get(key), dict):
+            return checkpoint[key]
+    if checkpoint and all(torch.is_tensor(v) for v in checkpoint.values()):
+        return checkpoint
+    raise CheckpointError(f'{path}: no state dict found (none of {", ".join(STATE_DICT_KEYS)}, and not a dict of '
+                          f'tensors); top-level keys: {", ".join(sorted(map(str, checkpoint))[:10])}')
+
+
+def load_state_dict(path, param_key=None, map_location='cpu'):
+    """The state dict of the checkpoint file ``path`` (``.pth`` or ``.safetensors``), as saved (prefixes kept)."""
+    return state_dict_of(load_weights_only(path, map_location), path, param_key)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# what a state dict is
+# --------------------------------------------------------------------------------------------------------------------
+def strip_prefixes(state_dict):
+    """Remove the ``module.`` prefixes of wrapped networks; a new dict in the same order."""
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def strip_state_dict(state_dict):
+    """Remove ``module.`` prefixes and the unused MeanShift entries of an SRConvNet state dict."""
+    return {k: v for k, v in strip_prefixes(state_dict).items() if not k.startswith(UNUSED_PREFIXES)}
+
+
+def is_srconvnet(state_dict):
+    """Whether a state dict (prefixed or not, MeanShift or not) has the keys every SRConvNet has."""
+    keys = set(strip_state_dict(state_dict))
+    return all(k in keys for k in SRCONVNET_KEYS)
+
+
+def infer_config(state_dict):
+    """``SRConvNet`` keyword arguments read from the shapes of a (stripped) state dict."""
+    missing = [k for k in SRCONVNET_KEYS if k not in state_dict]
+    if missing:
+        raise CheckpointMismatchError(f'not an SRConvNet state dict: missing keys {missing}')
+    num_feat, num_in_ch = state_dict['to_feat.weight'].shape[:2]
+    num_block = 1 + max(int(m.group(1)) for k in state_dict for m in [re.match(r'blocks\.(\d+)\.', k)] if m)
+    if 'upsampling.3.weight' in state_dict:
+        upscale = 4
+    else:
+        ratio = state_dict['upsampling.0.weight'].shape[0] // num_feat
+        upscale = int(round(ratio**0.5))
+    return {
+        'num_in_ch': int(num_in_ch),
+        'num_out_ch': int(state_dict['tail.weight'].shape[0]),
+        'num_feat': int(num_feat),
+        'num_block': int(num_block),
+        'num_heads': int(state_dict['blocks.0.attention.layer_scale'].shape[0]),
+        'num_kernels': int(state_dict['blocks.0.ffn.conv1.conv.aggregation.weight'].shape[0]),
+        'upscale': int(upscale),
+    }
+
+
+def describe_config(config, noun=''):
+    """``SRConvNet x3<noun> (num_feat 64, 8 blocks, 4 heads, 4 kernels)`` (channels only when not RGB)."""
+    parts = [f'num_feat {config["num_feat"]}', f'{config["num_block"]} block{"s" * (config["num_block"] != 1)}',
+             f'{config["num_heads"]} heads', f'{config["num_kernels"]} kernels']
+    if (config['num_in_ch'], config['num_out_ch']) != (3, 3):
+        parts.append(f'{config["num_in_ch"]}->{config["num_out_ch"]} channels')
+    return f'SRConvNet x{config["upscale"]}{noun} ({", ".join(parts)})'
+
+
+def key_patterns(keys, limit=6):
+    """What key names look like: ``conv_first, body.N, conv_after_body, upsample.N, conv_last`` (first ``limit``
+    groups, in order; a numeric second part becomes ``N``)."""
+    groups = []
+    for key in keys:
+        parts = key.split('.')[:-1] or key.split('.')
+        group = parts[0] + ('.N' if len(parts) > 1 and parts[1].isdigit() else '')
+        if group not in groups:
+            groups.append(group)
+    shown = ', '.join(groups[:limit])
+    return shown + (f', ... ({len(groups)} groups)' if len(groups) > limit else '')
+
+
+def _some(keys):
+    keys = sorted(keys)
+    return ', '.join(keys[:SHOWN_KEYS]) + (', ...' if len(keys) > SHOWN_KEYS else '')
+
+
+def describe_difference(state_dict, expected, wanted_by='the network is'):
+    """``''`` when ``state_dict`` fits a network whose ``state_dict()`` is ``expected``; otherwise what is wrong, in
+    one line: which SRConvNet each side is when both are (``wanted_by`` introduces the network's: ``'network_g asks
+    for'``), what the keys of another architecture look like, and how many keys differ, with a few of them."""
+    missing = set(expected) - set(state_dict)
+    unexpected = set(state_dict) - set(expected)
+    wrong = {k for k in set(expected) & set(state_dict) if tuple(expected[k].shape) != tuple(state_dict[k].shape)}
+    if not (missing or unexpected or wrong):
+        return ''
+    wanted = infer_config(expected) if is_srconvnet(expected) else None
+    found = None
+    if is_srconvnet(state_dict):
+        try:
+            found = infer_config(state_dict)
+        except (ValueError, IndexError):
+            pass
+        if found is not None and wanted is not None and found != wanted:
+            return f'an {describe_config(found, " checkpoint")}; {wanted_by} {describe_config(wanted)}'
+    elif wanted is not None:
+        shared = len(expected) - len(missing)
+        return (f'not an SRConvNet checkpoint (another architecture: its {len(state_dict)} keys look like '
+                f'{key_patterns(state_dict)}); {len(unexpected)} of its keys are not SRConvNet keys, and it has '
+                f'{shared or "none"} of the {len(expected)} keys of {describe_config(wanted)}')
+    parts = [f'an {describe_config(found, " checkpoint")}'] if found is not None and wanted is None else []
+    if missing:
+        parts.append(f'{len(missing)} missing key{"s" * (len(missing) != 1)} ({_some(missing)})')
+    if unexpected:
+        parts.append(f'{len(unexpected)} unexpected key{"s" * (len(unexpected) != 1)} ({_some(unexpected)})')
+    if wrong:
+        shown = sorted(wrong)[:SHOWN_KEYS]
+        parts.append(f'{len(wrong)} key{"s" * (len(wrong) != 1)} of another shape (' + ', '.join(
+            f'{k}: {tuple(state_dict[k].shape)} in the file, {tuple(expected[k].shape)} expected' for k in shown) +
+            (', ...' if len(wrong) > SHOWN_KEYS else '') + ')')
+    return '; '.join(parts)
+
+
+def check_against_arch(state_dict, config):
+    """Check keys and shapes against a freshly built ``SRConvNet(**config)``; raise what differs."""
+    from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+    try:
+        expected = SRConvNet(**config).state_dict()
+    except ValueError as err:
+        raise CheckpointMismatchError(f'inferred config {config} is not a valid SRConvNet: {err}') from err
+    problem = describe_difference(state_dict, expected)
+    if problem:
+        raise CheckpointMismatchError(f'state dict does not match {describe_config(config)}: {problem}')
+
+
+def srconvnet_state_dict(state_dict, source=None):
+    """``(stripped state dict, config)`` of an SRConvNet state dict in any layout; raises
+    :class:`CheckpointMismatchError` (naming ``source`` when given) if it is not a consistent SRConvNet."""
+    stripped = strip_state_dict(state_dict)
+    try:
+        if not is_srconvnet(stripped):
+            raise CheckpointMismatchError(
+                f'not an SRConvNet checkpoint (another architecture: its {len(stripped)} keys look like '
+                f'{key_patterns(stripped)}); it lacks {sum(k not in stripped for k in SRCONVNET_KEYS)} of the '
+                f'{len(SRCONVNET_KEYS)} keys every SRConvNet has '
+                f'({_some(k for k in SRCONVNET_KEYS if k not in stripped)})')
+        config = infer_config(stripped)
+        check_against_arch(stripped, config)
+    except CheckpointMismatchError as err:
+        if source is None:
+            raise
+        raise CheckpointMismatchError(f'{source}: {err}') from err
+    return stripped, config
+
+
+def load_srconvnet(path, param_key=None):
+    """``(stripped state dict, config)`` of the SRConvNet checkpoint file ``path`` (any layout, either format)."""
+    return srconvnet_state_dict(load_state_dict(path, param_key), path)
+
+
+def check_fits(state_dict, net, source, strict=True, wanted_by='the network is'):
+    """The state dict to load into ``net``: ``module.`` prefixes stripped (and for an SRConvNet the MeanShift
+    entries); with ``strict``, :class:`CheckpointMismatchError` naming ``source`` unless it fits ``net`` exactly."""
+    from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+    state_dict = strip_state_dict(state_dict) if isinstance(net, SRConvNet) else strip_prefixes(state_dict)
+    problem = describe_difference(state_dict, net.state_dict(), wanted_by) if strict else ''
+    if problem:
+        raise CheckpointMismatchError(f'{source}: {problem}')
+    return state_dict
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# writing files
+# --------------------------------------------------------------------------------------------------------------------
+def save_state_dict(state_dict, path, overwrite=False):
+    """Write ``state_dict`` to ``path`` atomically: flat in a ``.safetensors`` file, else BasicSR's
+    ``{'params': state_dict}``. ``overwrite=False`` never replaces an existing file (:class:`FileExistsError`)."""
+    if is_safetensors(path):
+        from safetensors.torch import save
+        data = save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, metadata={'format': 'pt'})
+        return atomic_write(path, data, overwrite=overwrite)
+    return atomic_save({'params': state_dict}, path, overwrite=overwrite)
+
+
+def params_file(path):
+    """Where a ``.safetensors`` network file of a run with EMA keeps the non-EMA ``params``:
+    ``net_g_1000.safetensors`` -> ``net_g_1000.params.safetensors``."""
+    return os.fspath(path)[:-len(SAFETENSORS_SUFFIX)] + '.params' + SAFETENSORS_SUFFIX
+
+
+def network_file(models, label, it):
+    """``net_<label>_<it>.pth`` or ``.safetensors`` in ``models``: the one that exists (the newer if both do; the
+    ``.pth`` name if neither does)."""
+    pth = osp.join(models, f'net_{label}_{it}.pth')
+    st = pth[:-len('.pth')] + SAFETENSORS_SUFFIX
+    if osp.exists(st) and (not osp.exists(pth) or osp.getmtime(st) >= osp.getmtime(pth)):
+        return st
+    return pth
+
+
+def use_existing_network_files(opt):
+    """After basicsr's ``check_resume``, which sets ``path: pretrain_network_*`` to ``net_*_<iter>.pth``: use the
+    ``.safetensors`` file instead where that is what the run saved."""
+    for key, value in list(opt['path'].items()):
+        if key.startswith('pretrain_network_') and isinstance(value, str) and value.endswith('.pth'):
+            folder, name = osp.split(value)
+            match = re.fullmatch(r'net_(.+)_(\w+)\.pth', name)
+            if match and folder == opt['path'].get('models'):
+                opt['path'][key] = network_file(folder, match.group(1), match.group(2))
+
+
+def check_checkpoint_options(opt, opt_path=None):
+    """``logger: save_checkpoint_format`` must be ``pth`` or ``safetensors``."""
+    fmt = (opt.get('logger') or {}).get('save_checkpoint_format', 'pth')
+    if fmt not in CHECKPOINT_FORMATS:
+        from .options import OptionFileError
+        raise OptionFileError(f'{opt_path or "options"}: logger: save_checkpoint_format: {fmt!r} is not one of '
+                              f'{", ".join(CHECKPOINT_FORMATS)}')
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# basicsr's BaseModel: weights-only and safetensors loads, atomic saves that fail loudly, clear refusals
+# --------------------------------------------------------------------------------------------------------------------
+#: the error of the latest failed checkpoint write in this thread (None after a successful one)
+_SAVE = threading.local()
+
+
+class _SafeTorch(types.ModuleType):
+    """``torch`` as basicsr/models/base_model.py sees it: the same module, except that ``load`` is weights-only and
+    reads ``.safetensors`` too, and ``save`` is atomic (temp file, fsync, rename) and remembers its last error for
+    :func:`_wrap_save`."""
+
+    def __init__(self):
+        super().__init__('torch')
+
+    def __getattr__(self, name):
+        return getattr(importlib.import_module('torch'), name)
+
+    @staticmethod
+    def load(f, map_location=None, **kwargs):
+        """``.safetensors`` files come back as ``{'params': ..., 'params_ema': ...}`` for ``load_network``: both the
+        file's flat state dict, except that ``params`` comes from the :func:`params_file` beside it when a run with
+        EMA saved one (the EMA weights are the file itself)."""
+        kwargs.pop('weights_only', None)
+        if not is_safetensors(f):
+            return load_weights_only(f, map_location=map_location)
+        flat = load_weights_only(f, map_location=map_location)
+        params = params_file(f)
+        return {'params': load_weights_only(params, map_location) if osp.exists(params) else flat,
+                'params_ema': flat}
+
+    @staticmethod
+    def save(obj, f, **kwargs):
+        _record_save(atomic_save, obj, f)
+
+
+def _record_save(write, *args):
+    """Run ``write(*args)``; remember its error for :func:`_wrap_save` (basicsr's retry loop expects a raise)."""
+    try:
+        write(*args)
+    except Exception as e:
+        _SAVE.error = e
+        raise
+    _SAVE.error = None
+
+
+def _wrap_save(_orig, what):
+
+    @functools.wraps(_orig)
+    def save(self, *args, **kwargs):
+        """Wraps ``BaseModel.save_network`` / ``save_training_state``: basicsr retries a failed ``torch.save`` three
+        times, then logs "Just ignore it" and trains on without a checkpoint; here the failure stops training."""
+        _SAVE.error = None
+        _orig(self, *args, **kwargs)
+        error = getattr(_SAVE, 'error', None)
+        if error is not None:
+            _SAVE.error = None
+            raise CheckpointSaveError(f'could not save the {what} ({error.__class__.__name__}: {error}); training '
+                                      'stopped. Files written before are complete and unchanged (saves go to a '
+                                      'temporary file that is renamed only when complete). Free space, then resume '
+                                      'with --auto_resume.') from error
+
+    return save
+
+
+def _wrap_save_network(_orig):
+
+    @functools.wraps(_orig)
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        """Wraps ``BaseModel.save_network``: with ``logger: save_checkpoint_format: safetensors`` the network goes to
+        ``<label>_<iter>.safetensors`` as one flat state dict (``params_ema`` when the run has EMA, else
+        ``params``), which spandrel and friends load; with EMA the ``params`` go to the :func:`params_file` beside
+        it, so that ``--auto_resume`` restores both."""
+        if (self.opt.get('logger') or {}).get('save_checkpoint_format', 'pth') != 'safetensors':
+            return _orig(self, net, net_label, current_iter, param_key)
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        dicts = {key: strip_prefixes(self.get_bare_model(n).state_dict()) for n, key in zip(nets, keys)}
+        path = osp.join(self.opt['path']['models'],
+                        f'{net_label}_{"latest" if current_iter == -1 else current_iter}{SAFETENSORS_SUFFIX}')
+        try:
+            if 'params_ema' in dicts and 'params' in dicts:
+                _record_save(save_state_dict, dicts['params'], params_file(path), True)
+            _record_save(save_state_dict, dicts.get('params_ema', dicts[keys[0]]), path, True)
+        except Exception:  # recorded; _wrap_save turns it into CheckpointSaveError
+            pass
+
+    return save_network
+
+
+def _pretrain_option(opt, load_path):
+    """``('path: pretrain_network_g: <file>', 'network_g')``: the option that names ``load_path`` and the network
+    it is for (the file and ``'the network is'`` when no option names it)."""
+    for key, value in (opt.get('path') or {}).items():
+        if key.startswith('pretrain_') and value is not None and os.fspath(value) == os.fspath(load_path):
+            return f'path: {key}: {load_path}', f'{key[len("pretrain_"):]} asks for'
+    return os.fspath(load_path), 'the network is'
+
+
+def load_network(self, net, load_path, strict=True, param_key='params'):
+    """Replaces ``BaseModel.load_network`` (same arguments, same log lines): reads ``.pth`` weights-only or
+    ``.safetensors`` (through :class:`_SafeTorch`), takes ``param_key`` (``params`` when it is absent, as basicsr
+    does), strips ``module.`` (and for SRConvNet the authors' unused MeanShift entries), and refuses a checkpoint that
+    is missing, truncated, holds code or does not fit the network with one message naming the option and the file,
+    where basicsr prints two walls of key names and a traceback."""
+    from basicsr.utils import get_root_logger
+    logger = get_root_logger()
+    bare = self.get_bare_model(net)
+    source, wanted_by = _pretrain_option(self.opt, load_path)
+    try:
+        checkpoint = _SafeTorch.load(load_path)
+    except CheckpointError as err:
+        raise type(err)(f'{source}: {str(err).removeprefix(f"{load_path}: ")}') from err
+    if param_key and isinstance(checkpoint, dict) and param_key not in checkpoint and 'params' in checkpoint:
+        param_key = 'params'
+        logger.info('Loading: params_ema does not exist, use params.')
+    # basicsr's layouts; else the authors' model_state_dict or a bare state dict
+    checkpoint = state_dict_of(checkpoint, source, param_key)
+    logger.info(f'Loading {bare.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
+    state_dict = check_fits(checkpoint, bare, source, strict=strict, wanted_by=wanted_by)
+    if not strict:  # basicsr's warnings, and keys of other shapes renamed '.ignore' so that they are skipped
+        self._print_different_keys_loading(bare, state_dict, strict)
+    bare.load_state_dict(state_dict, strict=strict)

@@ -1,0 +1,60 @@
+"""Real checkpoint files for the checkpoint tests: good ones in every layout, and the bad ones users meet."""
+import os
+
+import torch
+
+from basicsr.archs.edsr_arch import EDSR
+from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+
+#: the tiny network of the pipeline tests (tests/test_stack/stack_options.py TINY_NET), at x4
+TINY = dict(num_feat=16, num_block=1, num_heads=4, num_kernels=4)
+
+
+def srconvnet(upscale=4, seed=0, **config):
+    """An SRConvNet in eval mode whose layer scales are drawn from N(0, 1), so that the attention branch matters."""
+    torch.manual_seed(seed)
+    net = SRConvNet(upscale=upscale, **{**TINY, **config})
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith('layer_scale'):
+                p.normal_()
+    return net.eval()
+
+
+def authors_checkpoint(state_dict):
+    """What the authors' training code saves: DataParallel's ``module.`` prefix on every key, MeanShift included."""
+    meanshift = {'sub_mean.weight': torch.eye(3).view(3, 3, 1, 1), 'sub_mean.bias': torch.zeros(3),
+                 'add_mean.weight': torch.eye(3).view(3, 3, 1, 1), 'add_mean.bias': torch.zeros(3)}
+    return {'epoch': 3, 'model_state_dict': {f'module.{k}': v for k, v in {**meanshift, **state_dict}.items()},
+            'optimizer_state_dict': {'state': {}, 'param_groups': []}, 'scheduler_state_dict': {},
+            'stat_dict': {'psnr': [30.0]}}
+
+
+class RunsCodeWhenUnpickled:
+    """What a malicious checkpoint carries: unpickling it would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}', )
+
+
+def bad_files(folder):
+    """``{kind: path}`` of the bad checkpoints: truncated ``.pth`` and ``.safetensors``, a pickle holding code (it
+    would create ``folder/code_ran``), a real basicsr EDSR x4, an SRConvNet x3 (the tests ask for x4) and a path
+    where there is no file."""
+    from srconvnet_plugin.checkpoints import save_state_dict
+    good = srconvnet().state_dict()
+    save_state_dict(good, folder / 'good.pth')
+    save_state_dict(good, folder / 'good.safetensors')
+    files = {'truncated': folder / 'net_g_truncated.pth', 'truncated_st': folder / 'net_g_truncated.safetensors',
+             'code': folder / 'net_g_code.pth', 'edsr': folder / 'EDSR_Mx4.pth', 'x3': folder / 'SRConvNet_x3.pth',
+             'missing': folder / 'no_such_file.pth'}
+    files['truncated'].write_bytes((folder / 'good.pth').read_bytes()[:5000])
+    files['truncated_st'].write_bytes((folder / 'good.safetensors').read_bytes()[:-100])
+    torch.save({'params': good, 'extra': RunsCodeWhenUnpickled(folder / 'code_ran')}, files['code'])
+    torch.manual_seed(0)
+    torch.save({'params': EDSR(3, 3, num_feat=64, num_block=16, upscale=4).state_dict()}, files['edsr'])
+    save_state_dict(srconvnet(upscale=3).state_dict(), files['x3'])
+    return files
