@@ -1,0 +1,164 @@
+"""Whether the engine may run a network: only the stock SRConvNet, module for module, with unchanged code.
+
+``first_difference(model)`` compares ``model`` with a stock ``SRConvNet`` of the same size (built on the meta
+device): every module's class (``type(m) is``, no subclasses), name, configuration (conv sizes, GELU's
+``approximate``, PixelShuffle's factor, ...) and parameter shapes; no ``forward`` set on an instance; no forward hook
+on a module inside the network (the engine would not call it); and the code of every class the engine re-implements
+unchanged: ``fingerprints()`` (a hash of each class's methods, comments and docstrings left out) must equal
+``FINGERPRINTS``. Editing ``srconvnet_arch.py`` therefore makes the engine step aside until ``FINGERPRINTS`` is
+updated on purpose, after the engine has been checked against the edited modules (tests/test_engine).
+"""
+import ast
+import functools
+import hashlib
+import inspect
+import textwrap
+import warnings
+import weakref
+
+import torch
+from torch.nn.modules import module as module_lib
+
+# sha256 (first 16 hex digits) of each class's methods; tests/test_engine/test_guard.py pins them
+FINGERPRINTS = {}
+
+# attributes the engine reads with any value
+_FREE_ATTRIBUTES = frozenset({'training', 'eps', 'img_range'})
+_warned = weakref.WeakSet()
+
+
+class EngineStepsAside(UserWarning):
+    """The network is not the stock SRConvNet; its module forwards run instead of the engine."""
+
+
+def _arch():
+    from srconvnet_plugin.archs import srconvnet_arch
+    return srconvnet_arch
+
+
+def engine_classes():
+    """The classes whose code the engine re-implements, by name."""
+    arch = _arch()
+    names = ('LayerNorm2d', 'FourierUnit', 'FConvMod', 'KernelAttention', 'KernelAggregation', 'DynamicConv',
+             'DynamicDWConv', 'MixFFN', 'BasicBlock', 'SRConvNet')
+    return {name: getattr(arch, name) for name in names}
+
+
+@functools.lru_cache(maxsize=256)
+def _function_hash(func):
+    """Hash of a function's code: its AST without docstrings (comments and formatting do not count)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    for node in ast.walk(tree):
+        body = getattr(node, 'body', None)
+        if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+
+
+def fingerprints():
+    """{class name: first 16 hex digits of the sha256 of its methods' code} for ``engine_classes()``."""
+    result = {}
+    for name, cls in engine_classes().items():
+        methods = sorted((k, v) for k, v in vars(cls).items() if inspect.isfunction(v))
+        digest = hashlib.sha256()
+        for method_name, func in methods:
+            digest.update(f'{method_name}:{_function_hash(func)};'.encode())
+        result[name] = digest.hexdigest()[:16]
+    return result
+
+
+@functools.lru_cache(maxsize=16)
+def _stock(num_in_ch, num_out_ch, num_feat, num_block, num_heads, num_kernels, upscale):
+    with torch.device('meta'):
+        return _arch().SRConvNet(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_block=num_block,
+                                 num_heads=num_heads, num_kernels=num_kernels, upscale=upscale)
+
+
+def _stock_like(model):
+    """A stock SRConvNet (meta device) with ``model``'s sizes."""
+    return _stock(model.to_feat.in_channels, model.tail.out_channels, model.to_feat.out_channels, len(model.blocks),
+                  model.blocks[0].attention.num_heads, model.blocks[0].ffn.conv1.conv.aggregation.weight.shape[0],
+                  model.upscale)
+
+
+def _config(module):
+    """Plain configuration attributes of a module (conv sizes, GELU's approximate, ...) the engine depends on."""
+    return {k: v for k, v in vars(module).items()
+            if not k.startswith('_') and k not in _FREE_ATTRIBUTES and isinstance(v, (bool, int, float, str, tuple))}
+
+
+def _shapes(tensors):
+    return [(k, None if v is None else tuple(v.shape)) for k, v in tensors.items()]
+
+
+def first_difference(model):
+    """A sentence naming the first way ``model`` differs from the stock SRConvNet, or None if it does not."""
+    arch = _arch()
+    if type(model) is not arch.SRConvNet:
+        return f'the network is a {type(model).__name__}, not an SRConvNet'
+    try:
+        stock = _stock_like(model)
+    except (AttributeError, TypeError, IndexError, ValueError) as err:
+        return f'its sizes cannot be read as an SRConvNet\'s ({type(err).__name__}: {err})'
+    actual = dict(model.named_modules())
+    expected = dict(stock.named_modules())
+    for name, exp in expected.items():
+        where = name or 'the network'
+        mod = actual.get(name)
+        if mod is None:
+            return f'{where} is missing (expected {type(exp).__name__})'
+        if type(mod) is not type(exp):
+            return f'{where} is {type(mod).__qualname__}, not {type(exp).__qualname__}'
+        if 'forward' in vars(mod):
+            return f'{where} has a forward set on the instance'
+        if name and (mod._forward_hooks or mod._forward_pre_hooks):
+            return f'{where} has a forward hook (the engine would not call it)'
+        got, want = _config(mod), _config(exp)
+        if got != want:
+            key = next(k for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k))
+            return f'{where} has {key}={got.get(key)!r}, the engine implements {key}={want.get(key)!r}'
+        if _shapes(mod._parameters) != _shapes(exp._parameters) or _shapes(mod._buffers) != _shapes(exp._buffers):
+            return f'{where} has parameters {_shapes(mod._parameters)}, expected {_shapes(exp._parameters)}'
+    extra = next((name for name in actual if name not in expected), None)
+    if extra is not None:
+        return f'{extra} is a module the engine does not know ({type(actual[extra]).__qualname__})'
+    if module_lib._global_forward_hooks or module_lib._global_forward_pre_hooks:
+        return 'a global forward hook is registered (the engine would not call it)'
+    found = fingerprints()
+    changed = next((name for name in FINGERPRINTS if found.get(name) != FINGERPRINTS[name]), None)
+    if changed is not None:
+        return (f'the code of {changed} is not the code the engine implements (fingerprint {found.get(changed)}, '
+                f'engine {FINGERPRINTS[changed]}; update srconvnet_plugin.engine.guard.FINGERPRINTS once the engine '
+                f'matches it)')
+    return None
+
+
+def runtime_applies(model, x):
+    """Whether the engine is for this call at all: a 4-D float32/float64 CPU input, no autograd, no autocast, eager
+    (not traced, scripted or compiled). No warning either way: this is not about the network."""
+    return (isinstance(x, torch.Tensor) and x.dim() == 4 and x.device.type == 'cpu'
+            and x.dtype in (torch.float32, torch.float64) and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled('cpu') and not torch.jit.is_tracing() and not torch.jit.is_scripting()
+            and not torch.compiler.is_compiling())
+
+
+def accepts(model, x):
+    """Whether ``srconvnet_plugin.engine.run(model, x)`` may replace ``model(x)``.
+
+    Warns once per model (``EngineStepsAside``, naming the first difference) when ``model`` is not the stock
+    SRConvNet; its module forwards then run. Parameters in another dtype or on another device than ``x`` are left to
+    the module forwards too (which compute, or raise, exactly as in training).
+    """
+    if not runtime_applies(model, x):
+        return False
+    difference = first_difference(model)
+    if difference is not None:
+        if model not in _warned:
+            _warned.add(model)
+            warnings.warn(f'srconvnet_plugin.engine steps aside: {difference}; this SRConvNet runs its module '
+                          f'forwards (same numbers as in training, without the engine\'s speed-ups)',
+                          EngineStepsAside, stacklevel=3)
+        return False
+    return all(p.dtype == x.dtype and p.device == x.device for p in model.parameters())
