@@ -20,7 +20,19 @@ import torch
 from torch.nn.modules import module as module_lib
 
 # sha256 (first 16 hex digits) of each class's methods; tests/test_engine/test_guard.py pins them
-FINGERPRINTS = {}
+FINGERPRINTS = {
+    'PointwiseConv': '93dc11618c847dfd',
+    'LayerNorm2d': 'c5b99d5dc2ab5ba8',
+    'FourierUnit': '0adcc790577b5aae',
+    'FConvMod': 'c498397abb033b2e',
+    'KernelAttention': '6e705eac1b60dae6',
+    'KernelAggregation': '7bf591369530d930',
+    'DynamicConv': 'eae69dcd2cca1b87',
+    'DynamicDWConv': '40d4e648348b8314',
+    'MixFFN': '7d315f0a67f00a19',
+    'BasicBlock': 'd82c89352f0e4571',
+    'SRConvNet': 'aa870415e6213d72',
+}
 
 # attributes the engine reads with any value
 _FREE_ATTRIBUTES = frozenset({'training', 'eps', 'img_range'})
@@ -39,7 +51,7 @@ def _arch():
 def engine_classes():
     """The classes whose code the engine re-implements, by name."""
     arch = _arch()
-    names = ('LayerNorm2d', 'FourierUnit', 'FConvMod', 'KernelAttention', 'KernelAggregation', 'DynamicConv',
+    names = ('PointwiseConv', 'LayerNorm2d', 'FourierUnit', 'FConvMod', 'KernelAttention', 'KernelAggregation', 'DynamicConv',
              'DynamicDWConv', 'MixFFN', 'BasicBlock', 'SRConvNet')
     return {name: getattr(arch, name) for name in names}
 
@@ -77,10 +89,13 @@ def _stock(num_in_ch, num_out_ch, num_feat, num_block, num_heads, num_kernels, u
 
 
 def _stock_like(model):
-    """A stock SRConvNet (meta device) with ``model``'s sizes."""
+    """A stock SRConvNet (meta device) with ``model``'s sizes (heads and kernels from its first FMA and kernel
+    bank, if it has any: the module walk then names what is missing)."""
+    arch = _arch()
+    heads = next((m.num_heads for m in model.modules() if type(m) is arch.FConvMod), 1)
+    kernels = next((m.weight.shape[0] for m in model.modules() if type(m) is arch.KernelAggregation), 2)
     return _stock(model.to_feat.in_channels, model.tail.out_channels, model.to_feat.out_channels, len(model.blocks),
-                  model.blocks[0].attention.num_heads, model.blocks[0].ffn.conv1.conv.aggregation.weight.shape[0],
-                  model.upscale)
+                  heads, kernels, model.upscale)
 
 
 def _config(module):
