@@ -67,8 +67,8 @@ class FourierUnit(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             if x.dtype not in (torch.float32, torch.float64):
                 x = x.float()
-            # B×H×(W//2+1)×C spectrum of the channels-last map
-            spec = torch.fft.rfft2(x.permute(0, 2, 3, 1), dim=(1, 2), norm='ortho')  # Fidelity: orthonormal, one-sided along W.
+            # B×H×(W//2+1)×C spectrum of the channels-last map. Fidelity: orthonormal, one-sided along W.
+            spec = torch.fft.rfft2(x.permute(0, 2, 3, 1), dim=(1, 2), norm='ortho')
             # Fidelity: channel 2c = Re(Y_c), channel 2c+1 = Im(Y_c): exactly the view_as_real layout of the last axis.
             spec = torch.view_as_real(spec).flatten(-2)
             spec = self.act(self.conv_layer(spec.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
@@ -100,8 +100,8 @@ class FConvMod(nn.Module):
         z = scale * self.a(y) * self.v(y)
         # Fidelity: the reference's raster-order chunk split of the H·W axis is elementwise, hence a no-op: dropped.
         # Fidelity: softmax over all H·W positions per channel, so each map sums to 1 (magnitude ~ 1/(H·W)).
-        z = torch.softmax(z.flatten(2), dim=-1).view(b, c, h, w).to(pe.dtype)
-        return self.proj(z + pe) + x
+        z = torch.softmax(z.permute(0, 2, 3, 1).flatten(1, 2), dim=1).view(b, h, w, c).permute(0, 3, 1, 2)
+        return self.proj(z.to(pe.dtype) + pe) + x
 
 
 class KernelAttention(nn.Module):
@@ -182,14 +182,13 @@ class MixFFN(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x):
-        b, c, h, w = x.shape
         # Fidelity: GELU after proj_in and after each dynamic conv (absent from the paper's figure).
-        y = self.act(self.proj_in(self.norm(x)))
-        y1 = self.act(self.conv1(y[:, :c]))
-        y2 = self.act(self.conv2(y[:, c:]))
-        # Fidelity: channel shuffle: channel 2i is y1's channel i, channel 2i + 1 is y2's.
-        y = torch.stack((y1, y2), dim=2).reshape(b, 2 * c, h, w)
-        return self.proj_out(y) + x  # Fidelity: DML residual.
+        y1, y2 = self.act(self.proj_in(self.norm(x))).chunk(2, dim=1)
+        y1, y2 = self.conv1(y1), self.conv2(y2)
+        # Fidelity: channel shuffle: channel 2i is y1's channel i, channel 2i + 1 is y2's (built channels-last).
+        y = torch.stack((y1.permute(0, 2, 3, 1), y2.permute(0, 2, 3, 1)), dim=-1).flatten(3).permute(0, 3, 1, 2)
+        # the GELU after the dynamic convs acts per element: once, after the shuffle (the same numbers, faster)
+        return self.proj_out(self.act(y)) + x  # Fidelity: DML residual.
 
 
 class BasicBlock(nn.Module):

@@ -24,12 +24,12 @@ FINGERPRINTS = {
     'PointwiseConv': '93dc11618c847dfd',
     'LayerNorm2d': 'c5b99d5dc2ab5ba8',
     'FourierUnit': '0adcc790577b5aae',
-    'FConvMod': 'c498397abb033b2e',
+    'FConvMod': 'f5699140781a4d74',
     'KernelAttention': '6e705eac1b60dae6',
     'KernelAggregation': '7bf591369530d930',
     'DynamicConv': 'eae69dcd2cca1b87',
     'DynamicDWConv': '40d4e648348b8314',
-    'MixFFN': '7d315f0a67f00a19',
+    'MixFFN': 'cabda23e48ad9506',
     'BasicBlock': 'd82c89352f0e4571',
     'SRConvNet': 'aa870415e6213d72',
 }
@@ -51,8 +51,8 @@ def _arch():
 def engine_classes():
     """The classes whose code the engine re-implements, by name."""
     arch = _arch()
-    names = ('PointwiseConv', 'LayerNorm2d', 'FourierUnit', 'FConvMod', 'KernelAttention', 'KernelAggregation', 'DynamicConv',
-             'DynamicDWConv', 'MixFFN', 'BasicBlock', 'SRConvNet')
+    names = ('PointwiseConv', 'LayerNorm2d', 'FourierUnit', 'FConvMod', 'KernelAttention', 'KernelAggregation',
+             'DynamicConv', 'DynamicDWConv', 'MixFFN', 'BasicBlock', 'SRConvNet')
     return {name: getattr(arch, name) for name in names}
 
 
@@ -81,21 +81,10 @@ def fingerprints():
     return result
 
 
-@functools.lru_cache(maxsize=16)
 def _stock(num_in_ch, num_out_ch, num_feat, num_block, num_heads, num_kernels, upscale):
     with torch.device('meta'):
         return _arch().SRConvNet(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_block=num_block,
                                  num_heads=num_heads, num_kernels=num_kernels, upscale=upscale)
-
-
-def _stock_like(model):
-    """A stock SRConvNet (meta device) with ``model``'s sizes (heads and kernels from its first FMA and kernel
-    bank, if it has any: the module walk then names what is missing)."""
-    arch = _arch()
-    heads = next((m.num_heads for m in model.modules() if type(m) is arch.FConvMod), 1)
-    kernels = next((m.weight.shape[0] for m in model.modules() if type(m) is arch.KernelAggregation), 2)
-    return _stock(model.to_feat.in_channels, model.tail.out_channels, model.to_feat.out_channels, len(model.blocks),
-                  heads, kernels, model.upscale)
 
 
 def _config(module):
@@ -108,36 +97,60 @@ def _shapes(tensors):
     return [(k, None if v is None else tuple(v.shape)) for k, v in tensors.items()]
 
 
+@functools.lru_cache(maxsize=16)
+def _expected(sizes):
+    """(name, class, configuration, parameter shapes, buffer shapes) of every module of a stock SRConvNet."""
+    return tuple((name, type(m), _config(m), _shapes(m._parameters), _shapes(m._buffers))
+                 for name, m in _stock(*sizes).named_modules())
+
+
+def _sizes(model):
+    """``_stock``'s arguments for ``model`` (heads and kernels from its first FMA and kernel bank, if it has any:
+    the module walk then names what is missing)."""
+    arch = _arch()
+    heads = next((m.num_heads for m in model.modules() if type(m) is arch.FConvMod), 1)
+    kernels = next((m.weight.shape[0] for m in model.modules() if type(m) is arch.KernelAggregation), 2)
+    return (model.to_feat.in_channels, model.tail.out_channels, model.to_feat.out_channels, len(model.blocks), heads,
+            kernels, model.upscale)
+
+
+def _module_difference(where, mod, cls, config, params, buffers):
+    """How module ``mod`` differs from the stock module described by the other arguments, or None."""
+    if type(mod) is not cls:
+        return f'{where} is {type(mod).__qualname__}, not {cls.__qualname__}'
+    attributes = vars(mod)
+    if 'forward' in attributes:
+        return f'{where} has a forward set on the instance'
+    if where != 'the network' and (mod._forward_hooks or mod._forward_pre_hooks):
+        return f'{where} has a forward hook (the engine would not call it)'
+    for key, value in config.items():
+        if attributes.get(key) != value:
+            return f'{where} has {key}={attributes.get(key)!r}, the engine implements {key}={value!r}'
+    if _shapes(mod._parameters) != params or _shapes(mod._buffers) != buffers:
+        return f'{where} has parameters {_shapes(mod._parameters)}, expected {params}'
+    return None
+
+
 def first_difference(model):
     """A sentence naming the first way ``model`` differs from the stock SRConvNet, or None if it does not."""
     arch = _arch()
     if type(model) is not arch.SRConvNet:
         return f'the network is a {type(model).__name__}, not an SRConvNet'
     try:
-        stock = _stock_like(model)
+        expected = _expected(_sizes(model))
     except (AttributeError, TypeError, IndexError, ValueError) as err:
         return f'its sizes cannot be read as an SRConvNet\'s ({type(err).__name__}: {err})'
     actual = dict(model.named_modules())
-    expected = dict(stock.named_modules())
-    for name, exp in expected.items():
-        where = name or 'the network'
+    for name, cls, config, params, buffers in expected:
         mod = actual.get(name)
         if mod is None:
-            return f'{where} is missing (expected {type(exp).__name__})'
-        if type(mod) is not type(exp):
-            return f'{where} is {type(mod).__qualname__}, not {type(exp).__qualname__}'
-        if 'forward' in vars(mod):
-            return f'{where} has a forward set on the instance'
-        if name and (mod._forward_hooks or mod._forward_pre_hooks):
-            return f'{where} has a forward hook (the engine would not call it)'
-        got, want = _config(mod), _config(exp)
-        if got != want:
-            key = next(k for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k))
-            return f'{where} has {key}={got.get(key)!r}, the engine implements {key}={want.get(key)!r}'
-        if _shapes(mod._parameters) != _shapes(exp._parameters) or _shapes(mod._buffers) != _shapes(exp._buffers):
-            return f'{where} has parameters {_shapes(mod._parameters)}, expected {_shapes(exp._parameters)}'
-    extra = next((name for name in actual if name not in expected), None)
-    if extra is not None:
+            return f'{name} is missing (expected {cls.__name__})'
+        difference = _module_difference(name or 'the network', mod, cls, config, params, buffers)
+        if difference is not None:
+            return difference
+    if len(actual) != len(expected):
+        names = {entry[0] for entry in expected}
+        extra = next(name for name in actual if name not in names)
         return f'{extra} is a module the engine does not know ({type(actual[extra]).__qualname__})'
     if module_lib._global_forward_hooks or module_lib._global_forward_pre_hooks:
         return 'a global forward hook is registered (the engine would not call it)'
@@ -176,4 +189,6 @@ def accepts(model, x):
                           f'forwards (same numbers as in training, without the engine\'s speed-ups)',
                           EngineStepsAside, stacklevel=3)
         return False
-    return all(p.dtype == x.dtype and p.device == x.device for p in model.parameters())
+    weight = model.to_feat.weight
+    return all(p.dtype == weight.dtype and p.device == weight.device for p in model.parameters()) and (
+        weight.dtype == x.dtype and weight.device == x.device)

@@ -158,7 +158,8 @@ def body_in_strips(blocks, feat):
             sums.append(attention_and_expansion(att, ffn, r0, r1))
         kernels = dynamic_kernels(ffn, (torch.stack(sums).sum(0) / (h * w))[None])
         # the channel shuffle: proj_out's input channel 2i is y1's channel i, 2i + 1 is y2's
-        kernels = [(weight, bias, ffn.proj_out.weight[:, j::2].contiguous()) for j, (weight, bias) in enumerate(kernels)]
+        kernels = [(weight, bias, ffn.proj_out.weight[:, j::2].contiguous())
+                   for j, (weight, bias) in enumerate(kernels)]
         following = blocks[i + 1].attention.norm if i + 1 < len(blocks) else None
         for r0, r1 in strips:
             mixing(ffn, kernels, following, r0, r1)
