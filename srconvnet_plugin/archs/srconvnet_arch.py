@@ -183,8 +183,9 @@ class MixFFN(nn.Module):
 
     def forward(self, x):
         # Fidelity: GELU after proj_in and after each dynamic conv (absent from the paper's figure).
-        y1, y2 = self.act(self.proj_in(self.norm(x))).chunk(2, dim=1)
-        y1, y2 = self.conv1(y1), self.conv2(y2)
+        # the halves are split on the channels-last layout (so that their gradients join in it too)
+        y1, y2 = self.act(self.proj_in(self.norm(x))).permute(0, 2, 3, 1).chunk(2, dim=-1)
+        y1, y2 = self.conv1(y1.permute(0, 3, 1, 2)), self.conv2(y2.permute(0, 3, 1, 2))
         # Fidelity: channel shuffle: channel 2i is y1's channel i, channel 2i + 1 is y2's (built channels-last).
         y = torch.stack((y1.permute(0, 2, 3, 1), y2.permute(0, 2, 3, 1)), dim=-1).flatten(3).permute(0, 3, 1, 2)
         # the GELU after the dynamic convs acts per element: once, after the shuffle (the same numbers, faster)

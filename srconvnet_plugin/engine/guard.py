@@ -29,7 +29,7 @@ FINGERPRINTS = {
     'KernelAggregation': '7bf591369530d930',
     'DynamicConv': 'eae69dcd2cca1b87',
     'DynamicDWConv': '40d4e648348b8314',
-    'MixFFN': 'cabda23e48ad9506',
+    'MixFFN': 'd425d2abdd555957',
     'BasicBlock': 'd82c89352f0e4571',
     'SRConvNet': 'aa870415e6213d72',
 }
