@@ -27,7 +27,7 @@ SUPPORTED_SCALES = (2, 3, 4)
 
 class PointwiseConv(nn.Conv2d):
     """A 1×1 ``nn.Conv2d`` (same parameters and keys) computed as one matrix product on the channel axis: the same
-    numbers as the conv, several times faster to train on CPU with channels-last features."""
+    numbers as the conv, faster to train on CPU with channels-last features."""
 
     def __init__(self, in_channels, out_channels, bias=True):
         super().__init__(in_channels, out_channels, 1, bias=bias)
