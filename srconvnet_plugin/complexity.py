@@ -134,6 +134,10 @@ def _numel(shape):
 
 def _const(value):
     """Python value of a constant jit input (None if it is not a constant)."""
+    node = value.node()
+    if node.kind() == 'prim::ListConstruct':  # e.g. the ``dim`` list of an FFT over given axes
+        items = [_const(v) for v in node.inputs()]
+        return None if None in items else items
     try:
         return value.toIValue()
     except Exception:  # a tensor computed at run time

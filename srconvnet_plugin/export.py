@@ -23,10 +23,10 @@ import os
 import torch
 from torch import nn
 
-from srconvnet_plugin.archs.real_dft import dft_matrices
-from srconvnet_plugin.archs.srconvnet_arch import FourierUnit, KernelAggregation, LayerNorm2d, reference_forward
+from srconvnet_plugin.archs.srconvnet_arch import FourierUnit, KernelAggregation, LayerNorm2d
 from srconvnet_plugin.atomic_write import atomic_write
 from srconvnet_plugin.checkpoints import CheckpointError
+from srconvnet_plugin.engine.real_dft import dft_matrices
 
 DEFAULT_OPSET = 17  # LayerNormalization needs 17; nothing here needs more
 
@@ -102,7 +102,7 @@ class StaticKernelAggregation(nn.Module):
         c, k = self.num_feat, self.kernel_size
         weight = (attention @ self.weight.flatten(1)).view(c, 1, k, k).to(x.dtype)
         bias = (attention @ self.bias).view(c).to(x.dtype)
-        # contiguous like the original's reshape, so the output is not channels-last (MixFFN views it)
+        # a plain NCHW input: the tracer records one conv per kernel bank
         return nn.functional.conv2d(x.contiguous(), weight, bias, padding=k // 2, groups=c)
 
 
@@ -110,18 +110,10 @@ def to_exportable(model):
     """Deep copy of ``model`` with its FFT and shape-dependent modules swapped for exportable equivalents.
 
     ``FourierUnit`` → ``MatrixDFTFourierUnit``; ``LayerNorm2d`` and ``KernelAggregation`` → versions whose channel
-    counts and kernel shapes are Python constants (batch of one). Parameters are shared with ``model``'s copy. The copy
-    always takes SRConvNet's straightforward path (``reference_forward``), whose modules are the ones swapped here;
-    the fast path's fusions are not exportable.
+    counts and kernel shapes are Python constants (batch of one). Parameters are shared with ``model``'s copy. The
+    exporter traces the module forwards (the inference engine never runs while tracing).
     """
     model = copy.deepcopy(model)
-    fast_forward = model.forward
-
-    def forward(*args, **kwargs):
-        with reference_forward():
-            return fast_forward(*args, **kwargs)
-
-    model.forward = forward
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, FourierUnit):

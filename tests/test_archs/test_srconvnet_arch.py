@@ -1,12 +1,11 @@
 """SRConvNet computes exactly what the authors' implementation computes (goldens in tests/data/golden)."""
-import contextlib
-
 import pytest
 import torch
 
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet, count_parameters, reference_forward
+from srconvnet_plugin import engine
+from srconvnet_plugin.archs.srconvnet_arch import SRConvNet, count_parameters
 from srconvnet_plugin.convert import convert
 
 GOLDENS = ['srconvnet_x4_small_a.pt', 'srconvnet_x3_small_b.pt']
@@ -36,16 +35,21 @@ def golden_model(golden, tmp_path):
     return model
 
 
-@pytest.mark.parametrize('path', ['fast', 'reference'])
+@pytest.mark.parametrize('path', ['engine', 'modules'])
 @pytest.mark.parametrize('name', GOLDENS)
 def test_float64_parity_with_reference(name, path, golden_dir, tmp_path):
-    """Both the fast path and the straightforward one (taken while tracing: FLOP counting, ONNX export)."""
+    """Both the module forwards (training; tracing: FLOP counting, ONNX export) and, without autograd on CPU, the
+    inference engine (``srconvnet_plugin.engine``)."""
     golden = torch.load(golden_dir / name, weights_only=True)
     model = golden_model(golden, tmp_path)
     captured = {}
-    model.blocks[0].attention.a.register_forward_hook(lambda m, i, o: captured.__setitem__('a', o))
-    with torch.no_grad(), (reference_forward() if path == 'reference' else contextlib.nullcontext()):
-        out = model(golden['input'] / 255.) * 255.
+    hook = model.blocks[0].attention.a.register_forward_hook(lambda m, i, o: captured.__setitem__('a', o.detach()))
+    with torch.enable_grad():
+        model(golden['input'] / 255.)  # the module forwards, the hook sees the Fourier unit's output
+    hook.remove()
+    with torch.set_grad_enabled(path == 'modules'):
+        assert engine.accepts(model, golden['input']) == (path == 'engine')
+        out = model(golden['input'] / 255.).detach() * 255.
     assert out.dtype == torch.float64
     assert (out - golden['output']).abs().max().item() < 1e-8
     # the Fourier unit is where interleaving, normalisation and layer_scale mistakes show up as errors above 1
