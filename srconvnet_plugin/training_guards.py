@@ -103,7 +103,9 @@ def _wrap_train_pipeline(_orig):
     @functools.wraps(_orig)
     def train_pipeline(root_path):
         """Wraps ``basicsr.train.train_pipeline``: while it runs, the first SIGINT/SIGTERM asks for "save and stop
-        after this iteration" (basicsr would die mid-iteration and lose everything since the last checkpoint)."""
+        after this iteration" (basicsr would die mid-iteration and lose everything since the last checkpoint).
+        Afterwards the process group, if any, is destroyed (basicsr never does; a rank that exits with a live gloo
+        group can abort in its teardown: "terminate called without an active exception")."""
 
         def announce(signum):
             import signal
@@ -116,5 +118,13 @@ def _wrap_train_pipeline(_orig):
                 return _orig(root_path)
             finally:
                 _RUN.stop = None
+                _destroy_process_group()
 
     return train_pipeline
+
+
+def _destroy_process_group():
+    """Destroy the default process group of a distributed run (no-op otherwise)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
