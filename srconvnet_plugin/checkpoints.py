@@ -79,7 +79,7 @@ def _first_sentence(text):
 
 
 def _unpickling_reason(error):
-    """What torch's weights-only unpickler refused, without its advice to retry with ``weights_only=False``."""
+    """What torch's weights-only unpickler refused, without its advice to retry with the unsafe unpickler."""
     paragraphs = [p.strip() for p in str(error).split('\n\n') if p.strip()]
     kept = [p for p in paragraphs if not p.startswith(('Weights only load failed', 'Check the documentation'))]
     return ' '.join(kept) or _first_sentence(error)
