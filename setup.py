@@ -7,6 +7,7 @@ setup(
     description='SRConvNet (Transformer-style ConvNet for lightweight image SR) for the BasicSR toolbox',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
+    license='Apache-2.0',
     packages=find_packages(include=['srconvnet_plugin', 'srconvnet_plugin.*']),
     # files the commands read at run time (the demo's option file); MANIFEST.in puts them into the sdist too
     package_data={'srconvnet_plugin': ['demo_options/*.yml']},
