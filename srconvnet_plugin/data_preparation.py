@@ -14,7 +14,7 @@ this module):
 Why sub-images rather than whole images in the LMDB: BasicSR's ``PairedImageDataset`` decodes the whole stored image
 and converts it to float32 before it crops the 256 patch. For a 2040x1356 DIV2K image that was 40-115 ms per sample
 here (PNG level 0-1) against about 11 ms for a 480x480 sub-image; at a global batch of 128 whole images would make data
-loading, not the GPU, the bottleneck. The price is a small change in which patches are drawn (see the README).
+loading, not the GPU, the bottleneck. The price is a small change in which patches are drawn (see docs/reproducing.md).
 
 Every output is written under a temporary name in the destination folder and renamed into place at the end, and an
 existing output is refused (``PreparationError``) before any work starts: nothing made earlier is overwritten.

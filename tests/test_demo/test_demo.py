@@ -7,7 +7,7 @@ import sys
 from conftest import REPO_ROOT
 from srconvnet_plugin.demo import new_run_dir
 
-# fewer iterations than the default 400; still enough to beat bicubic (README: margin at the default)
+# fewer iterations than the default 400; still enough to beat bicubic (docs/demo.md: margin at the default)
 REDUCED_ITERS = 240
 
 

@@ -1,7 +1,7 @@
 """Option files are checked before anything is built: each error names the file, the key and the value at fault.
 
 In-process through basicsr's (patched) ``parse_options``, on real LMDBs and image folders; one subprocess shows the
-entry point's exit code and that nothing was created. What plain basicsr 1.4.2 says for each case is in the README.
+entry point's exit code and that nothing was created. What plain basicsr 1.4.2 says for each case is in docs/errors.md.
 """
 import shutil
 import subprocess
