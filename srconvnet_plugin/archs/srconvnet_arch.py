@@ -74,7 +74,9 @@ class FourierUnit(nn.Module):
             spec = self.act(self.conv_layer(spec.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
             spec = torch.view_as_complex(spec.reshape(b, h, w // 2 + 1, c, 2))
             # Fidelity: irfft2 drops the imaginary part of the W-frequency 0 (and W/2) column of the non-Hermitian map.
-            return torch.fft.irfft2(spec, s=(h, w), dim=(1, 2), norm='ortho').permute(0, 3, 1, 2)
+            out = torch.fft.irfft2(spec, s=(h, w), dim=(1, 2), norm='ortho').permute(0, 3, 1, 2)
+            # the FFT writes channel-major memory: back to channels-last, as the features it multiplies are
+            return out.contiguous(memory_format=torch.channels_last)
 
 
 class FConvMod(nn.Module):
@@ -97,7 +99,7 @@ class FConvMod(nn.Module):
         y = self.norm(x)
         # heads are contiguous channel groups: each head's scale repeats over its C / heads channels
         scale = self.layer_scale.repeat_interleave(c // self.num_heads).view(1, c, 1, 1)
-        z = scale * self.a(y) * self.v(y)
+        z = self.a(y) * self.v(y) * scale
         # Fidelity: the reference's raster-order chunk split of the H·W axis is elementwise, hence a no-op: dropped.
         # Fidelity: softmax over all H·W positions per channel, so each map sums to 1 (magnitude ~ 1/(H·W)).
         z = torch.softmax(z.permute(0, 2, 3, 1).flatten(1, 2), dim=1).view(b, h, w, c).permute(0, 3, 1, 2)

@@ -23,8 +23,8 @@ from torch.nn.modules import module as module_lib
 FINGERPRINTS = {
     'PointwiseConv': '93dc11618c847dfd',
     'LayerNorm2d': 'c5b99d5dc2ab5ba8',
-    'FourierUnit': '0adcc790577b5aae',
-    'FConvMod': 'f5699140781a4d74',
+    'FourierUnit': 'f18e330ed1a4f612',
+    'FConvMod': '2da44b3cdbf89a2f',
     'KernelAttention': '6e705eac1b60dae6',
     'KernelAggregation': '7bf591369530d930',
     'DynamicConv': 'eae69dcd2cca1b87',
