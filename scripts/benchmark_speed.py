@@ -38,6 +38,7 @@ import srconvnet_plugin  # noqa: F401  (applies the basicsr compatibility shims)
 from basicsr.archs.edsr_arch import EDSR
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
 from srconvnet_plugin.atomic_write import atomic_write
+from srconvnet_plugin.profiling import describe_machine, machine_info
 
 OUT_SIZE = (720, 1280)
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -247,10 +248,8 @@ def main(argv=None):
         parser.error('--precision fp16 is for GPUs; on CPU use bf16')
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f'# {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, torch {torch.__version__}, device {device}'
-          f'{" (" + torch.cuda.get_device_name(device) + ")" if device.type == "cuda" else ""}, '
-          f'{torch.get_num_threads()} threads, cpu capability {torch.backends.cpu.get_cpu_capability()}, '
-          f'SRConvNet {args.precision}{" channels-last" if args.channels_last else ""}'
+    machine = machine_info(device)
+    print(f'{describe_machine(machine)}, SRConvNet {args.precision}{" channels-last" if args.channels_last else ""}'
           f'{" compiled" if args.compile else ""}, EDSR-baseline fp32{_allocator_settings()}')
     print('| scale | LR input | SRConvNet median (min-max) | EDSR-baseline median (min-max) | ratio (pairs) | '
           'SRConvNet GMAC/s | peak memory SRConvNet / EDSR |')
@@ -299,7 +298,7 @@ def main(argv=None):
             values = ', '.join(f'{k} {v:.2f} dB' for k, v in row['psnr_vs_fp32'].items())
             print(f'# ×{row["scale"]} {args.precision} vs fp32 PSNR: {values}')
     if args.json:
-        atomic_write(args.json, json.dumps({'args': vars(args), 'results': results}, indent=1).encode('utf-8'))
+        atomic_write(args.json, json.dumps({'args': vars(args), 'machine': machine, 'results': results}, indent=1).encode('utf-8'))
 
 
 if __name__ == '__main__':

@@ -27,7 +27,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from contextlib import nullcontext
 
 import torch
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark_speed import build, time_alternately  # noqa: E402  (EDSR-baseline and the alternating timer)
 from srconvnet_plugin.models.precision_model import to_channels_last  # noqa: E402
-from srconvnet_plugin.profiling import cpu_info  # noqa: E402
+from srconvnet_plugin.profiling import describe_machine, machine_info  # noqa: E402
 
 #: mode -> (autocast dtype or None, channels-last)
 MODES = {
@@ -93,23 +92,6 @@ def batch(n, patch, scale, seed=0):
     """A random LR batch ``n x 3 x patch x patch`` in [0, 1] and its ``patch * scale`` ground truth."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, patch, patch, generator=g), torch.rand(n, 3, patch * scale, patch * scale, generator=g)
-
-
-def machine(device):
-    """What the numbers were measured on (the header line and the JSON's ``machine``)."""
-    info = {'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), 'torch': torch.__version__,
-            'threads': torch.get_num_threads(), 'device': str(device), 'cpu': cpu_info(),
-            'cpu_capability': torch.backends.cpu.get_cpu_capability()}
-    if device.type == 'cuda':
-        info['gpu'] = torch.cuda.get_device_name(device)
-    return info
-
-
-def describe(info):
-    gpu = f', GPU {info["gpu"]}' if 'gpu' in info else ''
-    return (f'# {info["date"]}, torch {info["torch"]}, device {info["device"]}{gpu}, {info["threads"]} threads, '
-            f'CPU {info["cpu"]["model"]} (flags: {" ".join(info["cpu"]["flags"]) or "none of note"}; '
-            f'torch cpu capability {info["cpu_capability"]})')
 
 
 def measure(scale, args, device):
@@ -174,8 +156,8 @@ def main(argv=None):
     args.modes = list(dict.fromkeys(args.modes))
     if args.threads:
         torch.set_num_threads(args.threads)
-    info = machine(device)
-    print(describe(info))
+    info = machine_info(device)
+    print(describe_machine(info))
     print(f'# one training step (forward, L1, backward, Adam), batch {args.batch} of {args.patch}x{args.patch} LR, '
           f'median of {args.runs} alternating runs')
     print(TABLE_HEAD, end='')

@@ -35,7 +35,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark_speed import build, runner  # noqa: E402
-from benchmark_train import batch, describe, machine, train_step  # noqa: E402
+from benchmark_train import batch, train_step  # noqa: E402
+from srconvnet_plugin.profiling import describe_machine, machine_info  # noqa: E402
 
 SCALE = 4
 
@@ -105,7 +106,7 @@ def _name(config):
 
 def markdown(result):
     info, args = result['machine'], result['args']
-    lines = [describe(info), '',
+    lines = [describe_machine(info), '',
              f'Training (x{SCALE}, batch {args["batch"]} of {args["patch"]}x{args["patch"]} LR, forward + L1 + '
              'backward + Adam):', '',
              '| network | mode | compile | iterations/s | step ms | peak memory | first step s | status |',
@@ -179,8 +180,8 @@ def main(argv=None):
         parser.error(f'--device {args.device}: torch sees no CUDA device (use --dry-run to check the script on the '
                      'CPU)')
     os.makedirs(args.out, exist_ok=True)
-    result = {'args': vars(args), 'machine': machine(device), 'results': []}
-    print(describe(result['machine']), flush=True)
+    result = {'args': vars(args), 'machine': machine_info(device), 'results': []}
+    print(describe_machine(result['machine']), flush=True)
     start = time.perf_counter()
     configs = [c for c in plan(args.dry_run) if args.only is None or any(t in _name(c) for t in args.only)]
     if not configs:

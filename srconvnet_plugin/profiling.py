@@ -84,6 +84,25 @@ def cpu_info():
     return {'model': model, 'flags': [flag for flag in CPU_FLAGS if flag in flags]}
 
 
+def machine_info(device):
+    """What benchmark numbers were measured on: date, torch, threads, device, CPU model and flags (a benchmark's
+    header line, :func:`describe_machine`, and its JSON's ``machine``)."""
+    info = {'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), 'torch': torch.__version__,
+            'threads': torch.get_num_threads(), 'device': str(device), 'cpu': cpu_info(),
+            'cpu_capability': torch.backends.cpu.get_cpu_capability()}
+    if device.type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(device)
+    return info
+
+
+def describe_machine(info):
+    """The one-line ``# ...`` header of a benchmark report for :func:`machine_info`'s ``info``."""
+    gpu = f', GPU {info["gpu"]}' if 'gpu' in info else ''
+    return (f'# {info["date"]}, torch {info["torch"]}, device {info["device"]}{gpu}, {info["threads"]} threads, '
+            f'CPU {info["cpu"]["model"]} (flags: {" ".join(info["cpu"]["flags"]) or "none of note"}; '
+            f'torch cpu capability {info["cpu_capability"]})')
+
+
 def _sync(device):
     if torch.device(device).type == 'cuda':
         torch.cuda.synchronize(device)

@@ -26,15 +26,19 @@ def test_benchmark_script_reports_both_models(bench, tmp_path, capsys):
         bench.main(['--out-size', '24', '35', '--scales', '3', '--runs', '2', '--threads', '1', '--json', str(out)])
     finally:
         torch.set_num_threads(threads)
-    (row, ) = json.loads(out.read_text())['results']
+    report = json.loads(out.read_text())
+    (row, ) = report['results']
     assert row['scale'] == 3 and row['lr_size'] == [8, 12]
+    assert report['machine']['threads'] == 1 and set(report['machine']['cpu']) == {'model', 'flags'}
     for name in ('srconvnet', 'edsr'):
         assert len(row['times_s'][name]) == 2 and min(row['times_s'][name]) > 0
         assert row['peak_memory_bytes'][name] > 0  # measured in a fresh process
     assert row['ratio'] > 0
     times = row['times_s']
     assert row['pair_ratios'] == pytest.approx([a / b for a, b in zip(times['srconvnet'], times['edsr'])])
-    assert '| ×3 | 8×12 |' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert '| ×3 | 8×12 |' in printed
+    assert f"CPU {report['machine']['cpu']['model']} (flags: " in printed  # machines differ: the header says which
 
 
 def test_operator_breakdown_lists_srconvnets_costliest_operators(bench, tmp_path, capsys):
