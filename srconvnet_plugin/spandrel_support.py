@@ -18,7 +18,7 @@ What the descriptor says, and why:
   torch 2.14: outputs within 2e-3 / 1e-2 of float32 on [0, 1] images); the Fourier unit computes in float32
   internally (cuFFT in half precision takes only power-of-two sizes).
 * ``tiling=ModelTiling.DISCOURAGED``: the attention's softmax and the Fourier unit's FFT span the whole image, so
-  tiles change the output (the README's tiling numbers); run whole images where memory allows.
+  tiles change the output (docs/inference.md gives the numbers); run whole images where memory allows.
 * no size requirements: every size from 1x1 up runs (the reference needs H*W >= 4; this port does not).
 """
 try:
