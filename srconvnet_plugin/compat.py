@@ -17,7 +17,6 @@ The entry points themselves fix the remaining behaviour: they pass the current w
 (basicsr's own ``__main__`` computes it from its file, so outputs would land in site-packages).
 """
 import argparse
-import functools
 import importlib
 import sys
 

@@ -13,7 +13,7 @@ import math
 import signal
 import threading
 
-from .atomic_write import atomic_write, leftover_temp_files  # noqa: F401  (leftover_temp_files: part of this API)
+from .atomic_write import atomic_write
 
 
 class TrainingStopped(RuntimeError):

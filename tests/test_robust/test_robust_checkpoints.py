@@ -13,7 +13,8 @@ import torch
 from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
 from srconvnet_plugin.checkpoints import CheckpointReadError, load_weights_only
 from srconvnet_plugin.compat import apply_pipeline_shims
-from srconvnet_plugin.faults import atomic_save, leftover_temp_files
+from srconvnet_plugin.atomic_write import leftover_temp_files
+from srconvnet_plugin.faults import atomic_save
 from srconvnet_plugin.resume import load_resume_state
 
 apply_pipeline_shims()
