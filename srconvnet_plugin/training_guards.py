@@ -104,8 +104,8 @@ def _wrap_train_pipeline(_orig):
     def train_pipeline(root_path):
         """Wraps ``basicsr.train.train_pipeline``: while it runs, the first SIGINT/SIGTERM asks for "save and stop
         after this iteration" (basicsr would die mid-iteration and lose everything since the last checkpoint).
-        Afterwards the process group, if any, is destroyed (basicsr never does; a rank that exits with a live gloo
-        group can abort in its teardown: "terminate called without an active exception")."""
+        When it completes, the ranks of a distributed run wait for each other and destroy the process group
+        (basicsr never does; see :func:`_end_process_group`)."""
 
         def announce(signum):
             import signal
@@ -115,16 +115,22 @@ def _wrap_train_pipeline(_orig):
         with StopRequest(announce) as stop:
             _RUN.stop, _RUN.epoch = stop, 0
             try:
-                return _orig(root_path)
+                result = _orig(root_path)
             finally:
                 _RUN.stop = None
-                _destroy_process_group()
+            _end_process_group()
+            return result
 
     return train_pipeline
 
 
-def _destroy_process_group():
-    """Destroy the default process group of a distributed run (no-op otherwise)."""
+def _end_process_group():
+    """After a distributed run that completed: wait for every rank, then destroy the process group (no-op otherwise).
+
+    Only rank 0 saves and validates at the end, so the other ranks would exit first while it still holds their gloo
+    connections; such a rank could abort in its teardown ("terminate called without an active exception").
+    """
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
