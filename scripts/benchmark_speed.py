@@ -36,9 +36,9 @@ import torch  # noqa: E402  (after the kineto setting)
 
 import srconvnet_plugin  # noqa: F401  (applies the basicsr compatibility shims)
 from basicsr.archs.edsr_arch import EDSR
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.atomic_write import atomic_write
-from srconvnet_plugin.profiling import describe_machine, machine_info
+from srconvnet.archs.srconvnet_arch import SRConvNet
+from srconvnet.atomic_write import atomic_write
+from srconvnet_plugin.utils.profiling import describe_machine, machine_info
 
 OUT_SIZE = (720, 1280)
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -158,7 +158,7 @@ def psnr_vs_fp32(scale, precision, device, weights=None, channels_last=False):
     from basicsr.metrics import calculate_psnr
     from basicsr.utils import tensor2img
     from basicsr.utils.matlab_functions import imresize
-    from srconvnet_plugin.checkpoints import load_state_dict, strip_state_dict
+    from srconvnet.checkpoints import load_state_dict, strip_state_dict
 
     model = build('srconvnet', scale)
     if weights:

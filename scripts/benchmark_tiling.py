@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 
 import srconvnet_plugin  # noqa: F401  (basicsr import shims, arch registration)
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.atomic_write import atomic_write
-from srconvnet_plugin.infer import load_model, upscale_tensor
+from srconvnet.archs.srconvnet_arch import SRConvNet
+from srconvnet.atomic_write import atomic_write
+from srconvnet.infer import load_model, upscale_tensor
 
 TRAIN_IMAGES = ('astronaut', 'chelsea', 'rocket', 'immunohistochemistry')
 EVAL_IMAGES = ('coffee', 'astronaut', 'rocket', 'chelsea')

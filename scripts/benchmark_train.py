@@ -35,7 +35,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark_speed import build, time_alternately  # noqa: E402  (EDSR-baseline and the alternating timer)
 from srconvnet_plugin.models.precision_model import to_channels_last  # noqa: E402
-from srconvnet_plugin.profiling import describe_machine, machine_info  # noqa: E402
+from srconvnet_plugin.utils.profiling import describe_machine, machine_info  # noqa: E402
 
 #: mode -> (autocast dtype or None, channels-last)
 MODES = {

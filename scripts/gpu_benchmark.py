@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark_speed import build, runner  # noqa: E402
 from benchmark_train import batch, train_step  # noqa: E402
-from srconvnet_plugin.profiling import describe_machine, machine_info  # noqa: E402
+from srconvnet_plugin.utils.profiling import describe_machine, machine_info  # noqa: E402
 
 SCALE = 4
 

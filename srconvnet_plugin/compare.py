@@ -10,8 +10,8 @@ Usage::
 Every network is built from a BasicSR ``network_g`` dict through ``basicsr.archs.build_network``, so any arch in
 ``ARCH_REGISTRY`` can be compared (``--arch-opt``); presets hold the lightweight configurations of BasicSR's own
 archs as their papers and BasicSR's option files define them, and the plugin's archs are added with their defaults.
-Counting conventions are in ``srconvnet_plugin.complexity`` (MACs; the thop columns are the counts as commonly
-reported, ``thop.profile``, beside the true ones) and ``srconvnet_plugin.profiling`` (time, memory). Writes
+Counting conventions are in ``srconvnet_plugin.utils.complexity`` (MACs; the thop columns are the counts as commonly
+reported, ``thop.profile``, beside the true ones) and ``srconvnet_plugin.utils.profiling`` (time, memory). Writes
 ``compare.md``, ``compare.csv``, ``compare.json`` and ``compare.png`` to ``--out-dir``.
 """
 import argparse
@@ -31,13 +31,15 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-import srconvnet_plugin  # noqa: F401  (basicsr import shims; registers the plugin archs)
+import srconvnet_plugin
+
+srconvnet_plugin.require_toolbox('srconvnet-compare')  # before anything imports basicsr
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
-from srconvnet_plugin.atomic_write import atomic_write
-from srconvnet_plugin.complexity import count_complexity, reparameterised_params, thop_counts
-from srconvnet_plugin.profiling import (cpu_info, cpu_peak_memory_in_fresh_process, cuda_peak_memory,
-                                         measure_latency)
+from srconvnet.atomic_write import atomic_write
+from srconvnet_plugin.utils.complexity import count_complexity, reparameterised_params, thop_counts
+from srconvnet_plugin.utils.profiling import (cpu_info, cpu_peak_memory_in_fresh_process, cuda_peak_memory,
+                                              measure_latency)
 
 # Lightweight configurations of BasicSR's own archs (scale argument left out; it is added per run).
 PRESETS = OrderedDict([
@@ -86,9 +88,10 @@ def registered_archs():
 
 
 def plugin_archs():
-    """Archs registered by this plugin (and any package under it), with their default arguments."""
+    """Archs registered by this plugin (the core's network and any arch under the toolbox package), with their
+    default arguments."""
     return OrderedDict((name, dict(type=name)) for name, obj in sorted(ARCH_REGISTRY)
-                       if getattr(obj, '__module__', '').startswith('srconvnet_plugin'))
+                       if getattr(obj, '__module__', '').split('.')[0] in ('srconvnet', 'srconvnet_plugin'))
 
 
 def available_archs():
@@ -236,7 +239,7 @@ def parse_size(text):
 def load_weights(model, path, name):
     """Load a checkpoint (``.pth``: ``params_ema`` / ``params`` / bare state dict, weights-only; or
     ``.safetensors``) into ``model``; a file that does not fit it is refused naming the file and ``name``."""
-    from srconvnet_plugin.checkpoints import CheckpointError, check_fits, load_state_dict
+    from srconvnet.checkpoints import CheckpointError, check_fits, load_state_dict
 
     try:
         model.load_state_dict(check_fits(load_state_dict(path), model, f'{path}: does not fit {name}'), strict=True)

@@ -22,13 +22,17 @@ import time
 from importlib import resources
 from os import path as osp
 
-import cv2
-import numpy as np
-import yaml
-from tqdm import tqdm
+import srconvnet_plugin
 
-from srconvnet_plugin.atomic_write import atomic_write
-from srconvnet_plugin.options import load_options
+srconvnet_plugin.require_toolbox('srconvnet-demo')
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from srconvnet.atomic_write import atomic_write
+from srconvnet_plugin.utils.options import load_options
 
 #: the folder that holds this ``srconvnet_plugin``: the stages run in subprocesses import the same package
 PACKAGE_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -76,7 +80,7 @@ def _make_lmdb(paths, shapes, lmdb_path):
     size is computed from the shapes (``data_preparation.lmdb_map_size``), not guessed."""
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
-    from srconvnet_plugin.data_preparation import lmdb_map_size
+    from srconvnet_plugin.data.data_preparation import lmdb_map_size
 
     map_size = lmdb_map_size(shapes)
     make_lmdb_from_imgs(osp.dirname(paths[0]), lmdb_path, [osp.basename(p) for p in paths],

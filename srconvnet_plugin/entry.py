@@ -3,11 +3,11 @@ turn the plugin's named errors into an exit code and one message."""
 import argparse
 import os
 
-from srconvnet_plugin.checkpoints import CheckpointError
-from srconvnet_plugin.compat import apply_pipeline_shims
-from srconvnet_plugin.data_faults import DataFaultError
-from srconvnet_plugin.faults import TrainingStopped
-from srconvnet_plugin.options import OptionFileError
+from srconvnet.checkpoints import CheckpointError
+from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.data.data_faults import DataFaultError
+from srconvnet_plugin.utils.faults import TrainingStopped
+from srconvnet_plugin.utils.options import OptionFileError
 
 
 def run_pipeline(pipeline, prog):

@@ -3,9 +3,11 @@
 
 Results (``results/<name>/``: log, ``visualization/``) go under the current working directory.
 """
-import srconvnet_plugin  # noqa: F401  (torchvision alias before basicsr, registers SRConvNet)
-from srconvnet_plugin.compat import apply_pipeline_shims
-from srconvnet_plugin.entry import run_pipeline
+import srconvnet_plugin
+
+srconvnet_plugin.require_toolbox('srconvnet-test')  # before anything imports basicsr
+from srconvnet_plugin.entry import run_pipeline  # noqa: E402
+from srconvnet_plugin.utils.compat import apply_pipeline_shims  # noqa: E402
 
 apply_pipeline_shims()
 

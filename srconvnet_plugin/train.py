@@ -10,9 +10,11 @@ trains exactly as ``SRModel``.
 Outputs (``experiments/``, ``tb_logger/``) go under the current working directory. Multi-GPU / multi-node:
 ``torchrun --nproc_per_node N -m srconvnet_plugin.train -opt X.yml --launcher pytorch`` (``scripts/dist_train.sh``).
 """
-import srconvnet_plugin  # noqa: F401  (torchvision alias before basicsr, registers SRConvNet)
-from srconvnet_plugin.compat import apply_pipeline_shims
-from srconvnet_plugin.entry import run_pipeline
+import srconvnet_plugin
+
+srconvnet_plugin.require_toolbox('srconvnet-train')  # before anything imports basicsr
+from srconvnet_plugin.entry import run_pipeline  # noqa: E402
+from srconvnet_plugin.utils.compat import apply_pipeline_shims  # noqa: E402
 
 apply_pipeline_shims()
 

@@ -2,14 +2,14 @@
 
     python scripts/data_preparation/prepare_benchmarks.py --input benchmark --output datasets
 
-See ``srconvnet_plugin.data_preparation.prepare_benchmark``.
+See ``srconvnet_plugin.data.data_preparation.prepare_benchmark``.
 """
 import argparse
 import os.path as osp
 import sys
 
-from srconvnet_plugin.data_preparation import (BENCHMARKS, PreparationError, benchmark_output_paths, find_benchmark_hr,
-                                               prepare_benchmark, refuse_existing)
+from srconvnet_plugin.data.data_preparation import (BENCHMARKS, PreparationError, benchmark_output_paths,
+                                                    find_benchmark_hr, prepare_benchmark, refuse_existing)
 
 
 def build_parser():

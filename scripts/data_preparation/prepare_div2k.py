@@ -2,12 +2,12 @@
 
     python scripts/data_preparation/prepare_div2k.py --input datasets/DIV2K/DIV2K_train_HR --output datasets/DIV2K
 
-See ``srconvnet_plugin.data_preparation.prepare_div2k`` for what is made and why.
+See ``srconvnet_plugin.data.data_preparation.prepare_div2k`` for what is made and why.
 """
 import argparse
 import sys
 
-from srconvnet_plugin.data_preparation import PreparationError, prepare_div2k
+from srconvnet_plugin.data.data_preparation import PreparationError, prepare_div2k
 
 
 def build_parser():

@@ -8,9 +8,9 @@ import torch
 
 from basicsr.models import build_model
 from conftest import REPO_ROOT
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.checkpoints import CheckpointError
-from srconvnet_plugin.convert import convert
+from srconvnet.archs.srconvnet_arch import SRConvNet
+from srconvnet.checkpoints import CheckpointError
+from srconvnet.convert import convert
 
 SMALL = dict(num_feat=16, num_block=2, num_heads=4, num_kernels=4)
 
@@ -120,7 +120,7 @@ def test_never_overwrites_without_asking(tmp_path):
 
 def test_command_line(tmp_path):
     torch.save(training_checkpoint(authors_state_dict(3)), tmp_path / 'model_x3_latest.pt')
-    cmd = [sys.executable, '-m', 'srconvnet_plugin.convert', str(tmp_path / 'model_x3_latest.pt'),
+    cmd = [sys.executable, '-m', 'srconvnet.convert', str(tmp_path / 'model_x3_latest.pt'),
            str(tmp_path / 'x3.pth')]
     env = {'PYTHONPATH': str(REPO_ROOT), 'PATH': '/usr/bin:/bin'}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)

@@ -4,9 +4,9 @@ import torch
 
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
-from srconvnet_plugin import engine
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet, count_parameters
-from srconvnet_plugin.convert import convert
+from srconvnet import engine
+from srconvnet.archs.srconvnet_arch import SRConvNet, count_parameters
+from srconvnet.convert import convert
 
 GOLDENS = ['srconvnet_x4_small_a.pt', 'srconvnet_x3_small_b.pt']
 
@@ -39,7 +39,7 @@ def golden_model(golden, tmp_path):
 @pytest.mark.parametrize('name', GOLDENS)
 def test_float64_parity_with_reference(name, path, golden_dir, tmp_path):
     """Both the module forwards (training; tracing: FLOP counting, ONNX export) and, without autograd on CPU, the
-    inference engine (``srconvnet_plugin.engine``)."""
+    inference engine (``srconvnet.engine``)."""
     golden = torch.load(golden_dir / name, weights_only=True)
     model = golden_model(golden, tmp_path)
     captured = {}

@@ -4,7 +4,7 @@ import os
 import torch
 
 from basicsr.archs.edsr_arch import EDSR
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+from srconvnet.archs.srconvnet_arch import SRConvNet
 
 #: the tiny network of the pipeline tests (tests/test_stack/stack_options.py TINY_NET), at x4
 TINY = dict(num_feat=16, num_block=1, num_heads=4, num_kernels=4)
@@ -44,7 +44,7 @@ def bad_files(folder):
     """``{kind: path}`` of the bad checkpoints: truncated ``.pth`` and ``.safetensors``, a pickle holding code (it
     would create ``folder/code_ran``), a real basicsr EDSR x4, an SRConvNet x3 (the tests ask for x4) and a path
     where there is no file."""
-    from srconvnet_plugin.checkpoints import save_state_dict
+    from srconvnet.checkpoints import save_state_dict
     good = srconvnet().state_dict()
     save_state_dict(good, folder / 'good.pth')
     save_state_dict(good, folder / 'good.safetensors')

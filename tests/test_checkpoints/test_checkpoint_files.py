@@ -10,14 +10,15 @@ from safetensors.torch import load_file
 
 from checkpoint_files import TINY, authors_checkpoint, bad_files, srconvnet
 from helpers import plugin_env, python_cmd
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.checkpoints import (CheckpointCodeError, CheckpointError, CheckpointMismatchError,
-                                          CheckpointNotFoundError, CheckpointReadError, _SafeTorch, check_fits,
-                                          load_srconvnet, load_state_dict, params_file, save_state_dict)
+from srconvnet.archs.srconvnet_arch import SRConvNet
+from srconvnet.checkpoints import (CheckpointCodeError, CheckpointError, CheckpointMismatchError,
+                                   CheckpointNotFoundError, CheckpointReadError, check_fits, load_srconvnet,
+                                   load_state_dict, save_state_dict)
 from srconvnet_plugin.compare import CompareError, load_weights
-from srconvnet_plugin.compat import apply_pipeline_shims
-from srconvnet_plugin.resume import load_resume_state
-from srconvnet_plugin.infer import load_model
+from srconvnet_plugin.utils.basicsr_checkpoints import _SafeTorch, params_file
+from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.utils.resume import load_resume_state
+from srconvnet.infer import load_model
 
 EDSR_GROUPS = 'conv_first, body.N, conv_after_body, upsample.N, conv_last'
 
@@ -164,7 +165,7 @@ def test_auto_resume_finds_the_safetensors_network_file(tmp_path):
     net = srconvnet()
     optimizer = torch.optim.Adam(net.parameters())
     scheduler = MultiStepRestartLR(optimizer, milestones=[5], gamma=0.5)
-    from srconvnet_plugin.faults import atomic_save
+    from srconvnet.atomic_write import atomic_save
     for it in (2, 4):
         atomic_save({'epoch': 0, 'iter': it, 'optimizers': [optimizer.state_dict()],
                      'schedulers': [scheduler.state_dict()]}, exp / 'training_states' / f'{it}.state')
@@ -183,7 +184,7 @@ def test_auto_resume_finds_the_safetensors_network_file(tmp_path):
 def test_convert_writes_safetensors_and_refuses_to_overwrite(tmp_path):
     net = srconvnet(upscale=2)
     torch.save(authors_checkpoint(net.state_dict()), tmp_path / 'model_x2_latest.pt')
-    cmd = python_cmd('-m', 'srconvnet_plugin.convert', tmp_path / 'model_x2_latest.pt', tmp_path / 'x2.safetensors')
+    cmd = python_cmd('-m', 'srconvnet.convert', tmp_path / 'model_x2_latest.pt', tmp_path / 'x2.safetensors')
     done = subprocess.run(cmd, capture_output=True, text=True, env=plugin_env(), cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert 'upscale=2' in done.stdout
@@ -201,9 +202,9 @@ def test_the_commands_refuse_bad_weights_in_one_line(files, kind, tmp_path):
     (tmp_path / 'in').mkdir()
     cv2.imwrite(str(tmp_path / 'in' / 'photo.png'), np.full((8, 8, 3), 128, np.uint8))
     commands = {
-        'infer': ('srconvnet_plugin.infer', '-i', tmp_path / 'in', '-o', tmp_path / 'out', '--weights', files[kind]),
-        'export': ('srconvnet_plugin.export', tmp_path / 'x.onnx', '--weights', files[kind]),
-        'convert': ('srconvnet_plugin.convert', files[kind], tmp_path / 'x.safetensors'),
+        'infer': ('srconvnet.infer', '-i', tmp_path / 'in', '-o', tmp_path / 'out', '--weights', files[kind]),
+        'export': ('srconvnet.export', tmp_path / 'x.onnx', '--weights', files[kind]),
+        'convert': ('srconvnet.convert', files[kind], tmp_path / 'x.safetensors'),
     }
     for name, args in commands.items():
         done = subprocess.run(python_cmd('-m', *args), capture_output=True, text=True, env=plugin_env(),

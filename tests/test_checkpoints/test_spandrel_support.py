@@ -5,9 +5,9 @@ import torch
 from spandrel import ArchRegistry, ModelLoader, ModelTiling, UnsupportedModelError
 
 from checkpoint_files import TINY, authors_checkpoint, srconvnet
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.checkpoints import save_state_dict
-from srconvnet_plugin.spandrel_support import SRConvNetArch, install
+from srconvnet.archs.srconvnet_arch import SRConvNet
+from srconvnet.checkpoints import save_state_dict
+from srconvnet.spandrel_support import SRConvNetArch, install
 
 
 @pytest.fixture(scope='module', autouse=True)

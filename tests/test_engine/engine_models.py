@@ -1,7 +1,7 @@
 """Small SRConvNets for the engine tests."""
 import torch
 
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+from srconvnet.archs.srconvnet_arch import SRConvNet
 
 
 def tiny(scale, dtype=torch.float64, seed=None):

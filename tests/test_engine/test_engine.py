@@ -6,9 +6,9 @@ stages (``real_dft``), oneDNN's fused kernels and the public-op fallback, and Ba
 import pytest
 import torch
 
-import srconvnet_plugin.engine as engine
+import srconvnet.engine as engine
 from engine_models import golden_srconvnet, module_forwards, tiny
-from srconvnet_plugin.engine import fused, strips, tail
+from srconvnet.engine import fused, strips, tail
 
 
 def engine_forward(model, x):

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-import srconvnet_plugin.engine as engine
+import srconvnet.engine as engine
 from engine_models import module_forwards, tiny
-from srconvnet_plugin.archs.srconvnet_arch import MixFFN
-from srconvnet_plugin.engine import EngineStepsAside, guard
+from srconvnet.archs.srconvnet_arch import MixFFN
+from srconvnet.engine import EngineStepsAside, guard
 
 
 class DoubledDML(MixFFN):
@@ -111,7 +111,7 @@ def test_edited_source_steps_aside(monkeypatch):
 
 
 def test_fingerprint_changes_with_the_code_not_with_comments():
-    from srconvnet_plugin.archs import srconvnet_arch as arch
+    from srconvnet.archs import srconvnet_arch as arch
 
     def forward(self, x):
         """Docstring."""
@@ -162,7 +162,7 @@ def test_hook_on_the_network_itself_keeps_the_engine():
 
 
 def test_stock_models_of_other_sizes_are_accepted():
-    from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+    from srconvnet.archs.srconvnet_arch import SRConvNet
     for kwargs in ({'upscale': 4}, {'num_feat': 24, 'num_heads': 3, 'num_block': 3, 'upscale': 3},
                    {'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_heads': 2, 'num_kernels': 2, 'upscale': 2}):
         model = SRConvNet(**kwargs).eval()

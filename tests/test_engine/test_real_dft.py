@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from srconvnet_plugin.engine.real_dft import TorchRealDFT, TwoStageRealDFT, largest_prime_factor, real_dft
+from srconvnet.engine.real_dft import TorchRealDFT, TwoStageRealDFT, largest_prime_factor, real_dft
 
 # odd and even lengths, one or several small factors, P < Q and P = Q; 427 is the ×3 LR width of a 720p frame
 TWO_STAGE_LENGTHS = [34, 51, 122, 289, 366, 426, 427]

@@ -10,8 +10,8 @@ import torch
 from skimage import data
 
 from conftest import REPO_ROOT
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.export import MatrixDFTFourierUnit, export_onnx, main, to_exportable
+from srconvnet.archs.srconvnet_arch import SRConvNet
+from srconvnet.export import MatrixDFTFourierUnit, export_onnx, main, to_exportable
 
 
 def tiny_model(upscale=3):
@@ -56,7 +56,7 @@ def test_onnx_dynamic_height_width(tmp_path, capsys):
     torch.save({'params_ema': model.state_dict()}, weights)
     onnx_path = tmp_path / 'srconvnet_x3.onnx'
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    cmd = [sys.executable, '-m', 'srconvnet_plugin.export', '--weights', str(weights), str(onnx_path)]
+    cmd = [sys.executable, '-m', 'srconvnet.export', '--weights', str(weights), str(onnx_path)]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert 'x3' in result.stdout

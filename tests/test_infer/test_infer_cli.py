@@ -14,9 +14,9 @@ import torch
 from skimage import data
 
 from conftest import REPO_ROOT
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.checkpoints import CheckpointError
-from srconvnet_plugin.infer import InferenceError, main, run, tile_boxes, upscale_tensor
+from srconvnet.archs.srconvnet_arch import SRConvNet
+from srconvnet.checkpoints import CheckpointError
+from srconvnet.infer import InferenceError, main, run, tile_boxes, upscale_tensor
 
 TINY = dict(num_feat=16, num_block=2, num_heads=4, num_kernels=4)
 
@@ -153,7 +153,7 @@ def test_no_overwrite_without_flag(tmp_path, weights):
     assert target.read_bytes() == b'precious'
     # the CLI: exit status 2 and a message naming the file; the file is untouched
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    cmd = [sys.executable, '-m', 'srconvnet_plugin.infer', '-i', str(src), '-o', str(out_dir), '--weights',
+    cmd = [sys.executable, '-m', 'srconvnet.infer', '-i', str(src), '-o', str(out_dir), '--weights',
            str(weights), '--device', 'cpu', '--quiet']
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 2, result.stderr

@@ -3,13 +3,13 @@
 The wheel is built from a copy of the checkout's sources (so no stale ``build/`` of the checkout can leak files into
 it, and nothing is written into the checkout), installed with ``pip install --target`` into a temporary folder, and
 used from a directory outside the checkout with ``PYTHONPATH`` set to that folder only: the demo runs briefly and
-every console script of ``setup.py`` answers ``--help``.
+every console script of ``pyproject.toml`` answers ``--help``.
 """
 import os
-import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -22,10 +22,9 @@ NOT_SOURCES = ('.git', '.venv', 'tests', '__pycache__', '*.egg-info', 'build', '
 
 
 def console_scripts():
-    """The console script names that ``setup.py`` declares (``name=module:function``)."""
-    text = (REPO_ROOT / 'setup.py').read_text(encoding='utf-8')
-    names = re.findall(r"'([\w-]+)=srconvnet_plugin\.[\w.]+:\w+'", text)
-    assert names, 'setup.py declares no console scripts'
+    """The console script names that ``pyproject.toml`` declares (``[project.scripts]``)."""
+    names = list(tomllib.loads((REPO_ROOT / 'pyproject.toml').read_text(encoding='utf-8'))['project']['scripts'])
+    assert names, 'pyproject.toml declares no console scripts'
     return names
 
 
@@ -58,6 +57,7 @@ def test_the_installed_package_is_imported_not_the_checkout(installed, tmp_path)
     assert imported == (target / 'srconvnet_plugin' / '__init__.py').resolve()
     assert REPO_ROOT.resolve() not in imported.parents
     assert (target / 'srconvnet_plugin' / 'demo_options' / 'train_SRConvNet_demo_x2.yml').is_file()
+    assert (target / 'srconvnet' / 'engine' / 'network.py').is_file()  # the core travels in the same wheel
 
 
 def test_every_console_script_is_installed_and_answers_help(installed, tmp_path):

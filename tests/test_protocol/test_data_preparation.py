@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from srconvnet_plugin.data_preparation import (AtomicLmdb, PreparationError, encode_png, lmdb_map_size,
-                                               png_size_bound, prepare_benchmark, prepare_div2k, read_meta_info_keys,
-                                               subimage_starts)
+from srconvnet_plugin.data.data_preparation import (AtomicLmdb, PreparationError, encode_png, lmdb_map_size,
+                                                    png_size_bound, prepare_benchmark, prepare_div2k,
+                                                    read_meta_info_keys, subimage_starts)
 
 SCRIPTS = REPO_ROOT / 'scripts' / 'data_preparation'
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from srconvnet_plugin.data_preparation import BENCHMARKS, benchmark_output_paths, div2k_output_paths
-from srconvnet_plugin.options import load_options
+from srconvnet_plugin.data.data_preparation import BENCHMARKS, benchmark_output_paths, div2k_output_paths
+from srconvnet_plugin.utils.options import load_options
 
 SCALES = (2, 3, 4)
 # HR patch: 256 (LR 128 at x2, 64 at x4); at x3 256 is not divisible by 3 and the authors' run crashes: 255 (LR 85)
@@ -129,7 +129,7 @@ def test_loss_weight_255_takes_the_authors_adam_steps():
     not (Adam's eps = 1e-8 is comparable to some gradients once they are 255 times smaller)."""
     from basicsr.losses import build_loss
     from helpers import photo_crop
-    from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+    from srconvnet.archs.srconvnet_arch import SRConvNet
 
     opt = load_train_opt(2)['train']
     gt = torch.from_numpy(photo_crop('astronaut', 48)).permute(2, 0, 1)[None].float() / 255.

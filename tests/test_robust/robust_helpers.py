@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from helpers import plugin_env, python_cmd
-from srconvnet_plugin.checkpoints import load_weights_only
-from srconvnet_plugin.atomic_write import leftover_temp_files
+from srconvnet.checkpoints import load_weights_only
+from srconvnet.atomic_write import leftover_temp_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test_stack'))
 from stack_options import make_test_yaml, make_train_yaml  # noqa: E402,F401  (the stack tests' option files)

@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from srconvnet_plugin.atomic_write import atomic_write, leftover_temp_files
+from srconvnet.atomic_write import atomic_write, leftover_temp_files
 
 
 def test_writes_bytes_and_callables_with_plain_open_permissions(tmp_path):

@@ -10,12 +10,12 @@ import warnings
 import pytest
 import torch
 
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.checkpoints import CheckpointReadError, load_weights_only
-from srconvnet_plugin.compat import apply_pipeline_shims
-from srconvnet_plugin.atomic_write import leftover_temp_files
-from srconvnet_plugin.faults import atomic_save
-from srconvnet_plugin.resume import load_resume_state
+from srconvnet.archs.srconvnet_arch import SRConvNet
+from srconvnet.checkpoints import CheckpointReadError, load_weights_only
+from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet.atomic_write import leftover_temp_files
+from srconvnet.atomic_write import atomic_save
+from srconvnet_plugin.utils.resume import load_resume_state
 
 apply_pipeline_shims()
 from basicsr.models.lr_scheduler import MultiStepRestartLR  # noqa: E402

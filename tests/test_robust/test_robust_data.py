@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from helpers import photo_crop, plugin_env, python_cmd
-from srconvnet_plugin.checks import OptionCheckError, check_options
-from srconvnet_plugin.compat import apply_pipeline_shims
-from srconvnet_plugin.data_faults import DataFaultError
+from srconvnet_plugin.utils.checks import OptionCheckError, check_options
+from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.data.data_faults import DataFaultError
 from robust_helpers import make_test_yaml
 
 apply_pipeline_shims()
@@ -90,7 +90,7 @@ def test_truncated_png_is_named(tmp_path, tiny_sr_sets):
     net_g = tmp_path / 'net_g.pth'
     import torch
 
-    from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+    from srconvnet.archs.srconvnet_arch import SRConvNet
     torch.save({'params': SRConvNet(num_feat=16, num_block=1, num_heads=4, num_kernels=4).state_dict()}, net_g)
     (work / 'test.yml').write_text(make_test_yaml(tiny_sr_sets, 'trunc', net_g).replace(str(val.lq), str(lq)))
     proc = subprocess.run(python_cmd('-m', 'srconvnet_plugin.test', '-opt', 'test.yml'), cwd=work, env=plugin_env(),

@@ -5,9 +5,9 @@ import pickle
 import pytest
 import torch
 
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.compat import apply_pipeline_shims
-from srconvnet_plugin.resume import load_resume_state
+from srconvnet.archs.srconvnet_arch import SRConvNet
+from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.utils.resume import load_resume_state
 
 apply_pipeline_shims()
 from basicsr.models.base_model import BaseModel  # noqa: E402

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from srconvnet_plugin.compat import apply_pipeline_shims
-from srconvnet_plugin.options import OptionFileError, OptionLoader, load_options
+from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.utils.options import OptionFileError, OptionLoader, load_options
 
 apply_pipeline_shims()
 import basicsr.utils.options as basicsr_options  # noqa: E402  (after the shims, which patch this module)

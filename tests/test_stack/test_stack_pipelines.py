@@ -16,8 +16,8 @@ import basicsr
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, tensor2img
 from helpers import REPO_ROOT, free_port, plugin_env, python_cmd
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.checkpoints import load_weights_only
+from srconvnet.archs.srconvnet_arch import SRConvNet
+from srconvnet.checkpoints import load_weights_only
 from stack_options import make_test_yaml, make_train_yaml
 
 NAME = 'srconvnet_tiny_x4'

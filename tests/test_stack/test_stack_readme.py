@@ -7,7 +7,7 @@ from torch import nn
 
 from basicsr.archs import build_network
 from helpers import REPO_ROOT
-from srconvnet_plugin.options import OptionLoader, load_options
+from srconvnet_plugin.utils.options import OptionLoader, load_options
 
 README = (REPO_ROOT / 'README.md').read_text()
 TRAINING = (REPO_ROOT / 'docs' / 'training.md').read_text()

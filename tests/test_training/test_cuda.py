@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from helpers import REPO_ROOT, free_port, plugin_env, python_cmd
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.compat import apply_pipeline_shims
+from srconvnet.archs.srconvnet_arch import SRConvNet
+from srconvnet_plugin.utils.compat import apply_pipeline_shims
 from training_helpers import batch, build, ok, training_yaml
 
 apply_pipeline_shims()

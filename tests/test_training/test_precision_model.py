@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from srconvnet_plugin.checkpoints import load_weights_only
-from srconvnet_plugin.compat import apply_pipeline_shims
+from srconvnet.checkpoints import load_weights_only
+from srconvnet_plugin.utils.compat import apply_pipeline_shims
 
 apply_pipeline_shims()
 from basicsr.models.sr_model import SRModel  # noqa: E402

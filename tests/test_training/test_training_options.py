@@ -84,7 +84,7 @@ def test_the_papers_option_files_train_in_fp32():
     """The protocol's files set none of the training keys: fp32, no clipping, one batch per step."""
     from helpers import REPO_ROOT
     from srconvnet_plugin.models.precision_model import TOP_LEVEL_FLAGS
-    from srconvnet_plugin.options import load_options
+    from srconvnet_plugin.utils.options import load_options
     files = sorted((REPO_ROOT / 'options' / 'train' / 'SRConvNet').glob('train_SRConvNet_x*.yml'))
     assert len(files) == 3
     for path in files:

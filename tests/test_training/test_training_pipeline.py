@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import REPO_ROOT, free_port, plugin_env, python_cmd
-from srconvnet_plugin.checkpoints import load_weights_only
+from srconvnet.checkpoints import load_weights_only
 from training_helpers import ok, run_train, training_yaml
 
 ITER = re.compile(r'\[epoch:\s*\d+, iter:\s*([\d,]+),')

@@ -7,6 +7,7 @@ and Windows) and the folder is fsynced. A killed process or a full disk leaves e
 plus at most a temporary file that :func:`leftover_temp_files` finds.
 """
 import contextlib
+import io
 import os
 import os.path as osp
 import re
@@ -102,3 +103,16 @@ def leftover_temp_files(folder, extensions=CHECKPOINT_EXTENSIONS):
         return []
     pattern = re.compile(r'^\..+\.(%s)\.[^.]+\.tmp$' % '|'.join(map(re.escape, extensions)))
     return sorted(osp.join(folder, n) for n in os.listdir(folder) if pattern.match(n))
+
+
+def atomic_save(obj, path, overwrite=True):
+    """``torch.save(obj, path)`` that either replaces ``path`` with a complete file or leaves it as it was
+    (``overwrite=False``: never replaces an existing file, see :func:`atomic_write`).
+
+    The data is serialised in memory first (so a write error surfaces as the ``OSError`` it is, e.g. ENOSPC, which
+    torch's zip writer would report as "unexpected pos"), then written by :func:`atomic_write`.
+    """
+    import torch
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, buffer.getbuffer(), overwrite=overwrite)

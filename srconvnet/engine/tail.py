@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srconvnet_plugin.engine.fused import linear
+from srconvnet.engine.fused import linear
 
 # strips hold about this many elements of the widest (pixel-shuffled, C-channel) map
 STRIP_ELEMENTS = 1 << 20

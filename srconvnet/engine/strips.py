@@ -14,8 +14,8 @@ and for y2: the channel shuffle).
 import torch
 import torch.nn.functional as F
 
-from srconvnet_plugin.engine.fused import add_conv_rows_, add_linear_, depthwise_per_sample, gelu_, linear, nchw, nhwc
-from srconvnet_plugin.engine.real_dft import real_dft
+from srconvnet.engine.fused import add_conv_rows_, add_linear_, depthwise_per_sample, gelu_, linear, nchw, nhwc
+from srconvnet.engine.real_dft import real_dft
 
 # strips of about this many elements of the 2C-channel DML map
 BODY_STRIP_ELEMENTS = 1 << 20

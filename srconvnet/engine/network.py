@@ -2,13 +2,13 @@
 import torch
 import torch.nn.functional as F
 
-from srconvnet_plugin.engine.fused import nchw, nhwc
-from srconvnet_plugin.engine.strips import body_in_strips
-from srconvnet_plugin.engine.tail import add_upsample_tail
+from srconvnet.engine.fused import nchw, nhwc
+from srconvnet.engine.strips import body_in_strips
+from srconvnet.engine.tail import add_upsample_tail
 
 
 def run(model, x):
-    """``model(x)`` for a stock ``SRConvNet`` (``srconvnet_plugin.engine.accepts(model, x)``), computed by the
+    """``model(x)`` for a stock ``SRConvNet`` (``srconvnet.engine.accepts(model, x)``), computed by the
     engine: the body of each sample strip by strip, the upsampler and tail on the LR grid in strips of rows."""
     x = x * model.img_range
     feat = model.to_feat(x.contiguous(memory_format=torch.channels_last))

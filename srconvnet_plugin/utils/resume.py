@@ -8,8 +8,10 @@ import os
 import os.path as osp
 import warnings
 
-from .atomic_write import leftover_temp_files
-from .checkpoints import CheckpointReadError, load_weights_only, network_file, use_existing_network_files
+from srconvnet.atomic_write import leftover_temp_files
+from srconvnet.checkpoints import CheckpointReadError, load_weights_only
+
+from .basicsr_checkpoints import network_file, use_existing_network_files
 
 
 def _map_location(opt):

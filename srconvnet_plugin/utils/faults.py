@@ -2,18 +2,13 @@
 
 ``compat.apply_pipeline_shims`` wires these into basicsr's pipeline; they are plain functions and can be used alone:
 
-* :func:`atomic_save` writes a ``torch.save`` file through :func:`atomic_write.atomic_write`, so a killed process or
-  a full disk never leaves a half-written ``.pth``/``.state``.
 * :class:`StopRequest` turns the first SIGINT/SIGTERM into "save a resumable state after this iteration, then stop";
   a second signal stops at once.
 * :func:`non_finite` finds NaN/inf in a loss dict or in a network's parameters.
 """
-import io
 import math
 import signal
 import threading
-
-from .atomic_write import atomic_write
 
 
 class TrainingStopped(RuntimeError):
@@ -36,19 +31,6 @@ class TrainingInterrupted(TrainingStopped):
     def __init__(self, message, signum):
         super().__init__(message)
         self.exit_code = 128 + signum
-
-
-def atomic_save(obj, path, overwrite=True):
-    """``torch.save(obj, path)`` that either replaces ``path`` with a complete file or leaves it as it was
-    (``overwrite=False``: never replaces an existing file, see :func:`atomic_write.atomic_write`).
-
-    The data is serialised in memory first (so a write error surfaces as the ``OSError`` it is, e.g. ENOSPC, which
-    torch's zip writer would report as "unexpected pos"), then written by :func:`atomic_write.atomic_write`.
-    """
-    import torch
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return atomic_write(path, buffer.getbuffer(), overwrite=overwrite)
 
 
 def non_finite(log_dict=None, net=None):

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m srconvnet_plugin.infer -i photos/ -o results/ --weights experiments/pretrained_models/SRConvNet_x4.pth
+    python -m srconvnet.infer -i photos/ -o results/ --weights experiments/pretrained_models/SRConvNet_x4.pth
 
 ``-i`` takes an image file or a folder (its PNG, JPEG, WebP, BMP and TIFF files, not recursive). Images are read with
 OpenCV's ``IMREAD_UNCHANGED``: 8- and 16-bit images keep their bit depth (a 16-bit PNG gives a 16-bit PNG), grayscale
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.atomic_write import atomic_write
-from srconvnet_plugin.checkpoints import CheckpointError, load_srconvnet
+from srconvnet.archs.srconvnet_arch import SRConvNet
+from srconvnet.atomic_write import atomic_write
+from srconvnet.checkpoints import CheckpointError, load_srconvnet
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff')
 OUTPUT_EXTENSIONS = ('png', 'jpg', 'webp', 'tif')
@@ -217,7 +217,7 @@ def output_extension(input_path, ext):
 
 
 def write_image_atomic(path, img, overwrite=False):
-    """Encode ``img`` for ``path``'s extension and write it with :func:`~srconvnet_plugin.atomic_write.atomic_write`
+    """Encode ``img`` for ``path``'s extension and write it with :func:`~srconvnet.atomic_write.atomic_write`
     (complete or not at all; an existing ``path`` is replaced only with ``overwrite=True``)."""
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()

@@ -3,8 +3,8 @@
 
 Usage::
 
-    python -m srconvnet_plugin.convert model_x4_latest.pt experiments/pretrained_models/SRConvNet_x4.pth
-    python -m srconvnet_plugin.convert model_x4_latest.pt SRConvNet_x4.safetensors
+    python -m srconvnet.convert model_x4_latest.pt experiments/pretrained_models/SRConvNet_x4.pth
+    python -m srconvnet.convert model_x4_latest.pt SRConvNet_x4.safetensors
 
 Accepts the authors' training checkpoint (a dict whose ``model_state_dict`` keys start with ``module.``, MeanShift
 included), a BasicSR checkpoint or a bare state dict, prefixed or not, ``.pth`` or ``.safetensors``. The scale and
@@ -15,7 +15,7 @@ commands and pipelines too. The output is written atomically and never replaces 
 """
 import argparse
 
-from srconvnet_plugin.checkpoints import CheckpointError, load_srconvnet, save_state_dict
+from srconvnet.checkpoints import CheckpointError, load_srconvnet, save_state_dict
 
 
 def convert(input_path, output_path, overwrite=False):

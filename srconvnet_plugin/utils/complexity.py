@@ -31,7 +31,7 @@ are missing from its numbers: for SRConvNet ×4 at 720p output, 382.8K / 21.80G 
 
 Example::
 
-    >>> from srconvnet_plugin.archs.srconvnet_arch import SRConvNet
+    >>> from srconvnet.archs.srconvnet_arch import SRConvNet
     >>> c = count_complexity(SRConvNet(upscale=4).eval(), (3, 180, 320))
     >>> round(c.macs / 1e9, 2), round(c.total_macs / 1e9, 2)
     (24.05, 25.28)

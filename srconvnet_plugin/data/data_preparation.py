@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from srconvnet_plugin.atomic_write import atomic_write, fsync_dir
+from srconvnet.atomic_write import atomic_write, fsync_dir
 
 MOD = 12  # lcm(2, 3, 4): HR sizes divisible by every scale (BasicSR's GTmod12)
 IMAGE_EXTENSIONS = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff', '.ppm')

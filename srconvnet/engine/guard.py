@@ -31,7 +31,7 @@ FINGERPRINTS = {
     'DynamicDWConv': '40d4e648348b8314',
     'MixFFN': 'd425d2abdd555957',
     'BasicBlock': 'd82c89352f0e4571',
-    'SRConvNet': 'aa870415e6213d72',
+    'SRConvNet': 'd55dbada90e01295',
 }
 
 # attributes the engine reads with any value
@@ -44,7 +44,7 @@ class EngineStepsAside(UserWarning):
 
 
 def _arch():
-    from srconvnet_plugin.archs import srconvnet_arch
+    from srconvnet.archs import srconvnet_arch
     return srconvnet_arch
 
 
@@ -158,7 +158,7 @@ def first_difference(model):
     changed = next((name for name in FINGERPRINTS if found.get(name) != FINGERPRINTS[name]), None)
     if changed is not None:
         return (f'the code of {changed} is not the code the engine implements (fingerprint {found.get(changed)}, '
-                f'engine {FINGERPRINTS[changed]}; update srconvnet_plugin.engine.guard.FINGERPRINTS once the engine '
+                f'engine {FINGERPRINTS[changed]}; update srconvnet.engine.guard.FINGERPRINTS once the engine '
                 f'matches it)')
     return None
 
@@ -173,7 +173,7 @@ def runtime_applies(model, x):
 
 
 def accepts(model, x):
-    """Whether ``srconvnet_plugin.engine.run(model, x)`` may replace ``model(x)``.
+    """Whether ``srconvnet.engine.run(model, x)`` may replace ``model(x)``.
 
     Warns once per model (``EngineStepsAside``, naming the first difference) when ``model`` is not the stock
     SRConvNet; its module forwards then run. Parameters in another dtype or on another device than ``x`` are left to
@@ -185,7 +185,7 @@ def accepts(model, x):
     if difference is not None:
         if model not in _warned:
             _warned.add(model)
-            warnings.warn(f'srconvnet_plugin.engine steps aside: {difference}; this SRConvNet runs its module '
+            warnings.warn(f'srconvnet.engine steps aside: {difference}; this SRConvNet runs its module '
                           f'forwards (same numbers as in training, without the engine\'s speed-ups)',
                           EngineStepsAside, stacklevel=3)
         return False

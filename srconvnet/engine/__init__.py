@@ -8,7 +8,7 @@ place, with oneDNN's fused float32 kernels where a capability probe finds them (
 stock SRConvNet (``guard``); any other network, e.g. an ablation, runs its own module forwards after one
 ``EngineStepsAside`` warning naming the difference.
 """
-from srconvnet_plugin.engine.guard import EngineStepsAside, accepts, first_difference, fingerprints
-from srconvnet_plugin.engine.network import run
+from srconvnet.engine.guard import EngineStepsAside, accepts, first_difference, fingerprints
+from srconvnet.engine.network import run
 
 __all__ = ['EngineStepsAside', 'accepts', 'first_difference', 'fingerprints', 'run']

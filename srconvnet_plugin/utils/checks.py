@@ -244,7 +244,7 @@ def check_training_keys(opt, where, problems):
     """The keys :class:`~srconvnet_plugin.models.precision_model.PrecisionSRModel` reads (see its module)."""
     import torch
 
-    from .models.precision_model import SR_MODEL_TYPES, TOP_LEVEL_FLAGS, compile_modes
+    from ..models.precision_model import SR_MODEL_TYPES, TOP_LEVEL_FLAGS, compile_modes
     train_opt = opt.get('train') or {}
     train_set = (opt.get('datasets') or {}).get('train') or {}
     given = {key: opt[key] for key in (*TOP_LEVEL_FLAGS, 'compile_mode') if opt.get(key) is not None}

@@ -20,7 +20,7 @@ import argparse
 import importlib
 import sys
 
-from .checkpoints import _SafeTorch, _wrap_save, _wrap_save_network, check_checkpoint_options, load_network
+from .basicsr_checkpoints import _SafeTorch, _wrap_save, _wrap_save_network, check_checkpoint_options, load_network
 
 _PIPELINE_SHIMS_APPLIED = False
 
@@ -139,7 +139,7 @@ def apply_pipeline_shims():
     import basicsr.utils.file_client as file_client
     import basicsr.utils.options as options
 
-    from .data_faults import _checked_imfrombytes, _wrap_file_client_get, _wrap_paired_getitem
+    from ..data.data_faults import _checked_imfrombytes, _wrap_file_client_get, _wrap_paired_getitem
     from .resume import load_resume_state
     from .training_guards import _wrap_build_model, _wrap_set_epoch, _wrap_train_pipeline
 
@@ -158,7 +158,7 @@ def apply_pipeline_shims():
     # BaseModel.load_network calls torch.load with torch's default weights_only; make it explicit and unconditional.
     # BaseModel's saves write in place (a kill mid-write leaves a truncated .pth/.state): write atomically instead
     base_model.torch = _SafeTorch()
-    # pretrain_network_g: .safetensors too, and a bad checkpoint refused in one line (checkpoints.load_network)
+    # pretrain_network_g: .safetensors too, and a bad checkpoint refused in one line (basicsr_checkpoints.load_network)
     base_model.BaseModel.load_network = load_network
     # the archs that load pretrained weights (VGG of the perceptual loss, SpyNet, ...) call torch.load too: the same
     for name in ('vgg_arch', 'spynet_arch', 'dfdnet_arch', 'basicvsr_arch', 'tof_arch', 'inception'):
@@ -171,7 +171,7 @@ def apply_pipeline_shims():
     base_model.BaseModel.save_training_state = _wrap_save(base_model.BaseModel.save_training_state,
                                                           'training state')
     # training keys of traiNNer-redux/neosr (use_amp, use_channels_last, use_compile, grad_clip, accum_iter, ...)
-    from .models.precision_model import substitute_sr_model
+    from ..models.precision_model import substitute_sr_model
     basicsr.train.build_model = substitute_sr_model(basicsr.train.build_model)
     # training: a NaN/inf loss would train on (and be saved); SIGINT/SIGTERM would lose the work since the last save
     basicsr.train.build_model = _wrap_build_model(basicsr.train.build_model)
