@@ -20,10 +20,14 @@ import argparse
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
+
+try:  # the 'infer' extra
+    import cv2
+    from tqdm import tqdm
+except ImportError as e:
+    raise ImportError(f'srconvnet.infer needs OpenCV and tqdm ({e}): pip install opencv-python tqdm') from e
 
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write
