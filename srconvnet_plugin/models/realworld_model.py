@@ -65,8 +65,10 @@ class _OnDevice:
     @torch.no_grad()
     def _dequeue_and_enqueue(self):
         """BasicSR's pool of training pairs, allocated on ``self.device`` (``utils.checks`` refuses a ``queue_size``
-        that is not a multiple of ``batch_size_per_gpu`` before training starts)."""
+        that is not a multiple of ``batch_size_per_gpu`` before training starts; this is BasicSR's assertion)."""
         if not hasattr(self, 'queue_lr'):
+            if self.queue_size % self.lq.size(0):
+                raise ValueError(f'queue_size: {self.queue_size} is not a multiple of the batch size {self.lq.size(0)}')
             self.queue_lr = self.lq.new_zeros(self.queue_size, *self.lq.shape[1:])
             self.queue_gt = self.gt.new_zeros(self.queue_size, *self.gt.shape[1:])
             self.queue_ptr = 0

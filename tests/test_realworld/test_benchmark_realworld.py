@@ -3,11 +3,12 @@ import json
 
 import pytest
 
-from helpers import REPO_ROOT, ok, python_cmd
+from helpers import REPO_ROOT, ok, place_vgg19, python_cmd
 from realworld_helpers import run
 
 
-def test_dry_run_reports_both_stages_against_the_plain_step_with_the_machine(tmp_path):
+def test_dry_run_reports_both_stages_against_the_plain_step_with_the_machine(tmp_path, vgg19_weights):
+    vgg = place_vgg19(vgg19_weights, tmp_path)  # (read where BasicSR reads it: the script writes none)
     proc = ok(run(python_cmd(REPO_ROOT / 'scripts' / 'benchmark_realworld.py', '--dry-run', '--out', tmp_path / 'out'),
                   tmp_path))
     result = json.loads((tmp_path / 'out' / 'benchmark_realworld.json').read_text())
@@ -22,4 +23,5 @@ def test_dry_run_reports_both_stages_against_the_plain_step_with_the_machine(tmp
         assert row['ratio'] == pytest.approx(row['seconds'] / plain)
         assert row['hours'] == pytest.approx(total * row['seconds'] / 3600)
     assert (tmp_path / 'out' / 'benchmark_realworld.md').read_text() in proc.stdout
-    assert not list(tmp_path.glob('experiments'))  # (the random VGG weights stayed in the temporary folder)
+    assert {p.name for p in tmp_path.rglob('*') if p.is_file()} == {vgg.name, 'benchmark_realworld.json',
+                                                                     'benchmark_realworld.md'}  # nothing else left
