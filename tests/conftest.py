@@ -36,3 +36,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='session')
+def hr_photos(tmp_path_factory):
+    """A folder of four 128x128 HR photographs (``helpers.make_hr_folder``) for real-world training."""
+    from helpers import make_hr_folder
+    return make_hr_folder(tmp_path_factory.mktemp('hr_photos') / 'hr')
+
+
+@pytest.fixture(scope='session')
+def vgg19_weights(tmp_path_factory):
+    """A VGG19 weight file with random weights (``helpers.write_random_vgg19``, 548 MB), made once per session;
+    ``helpers.place_vgg19`` links it where BasicSR's perceptual loss reads it."""
+    from helpers import write_random_vgg19
+    return write_random_vgg19(tmp_path_factory.mktemp('vgg19') / 'vgg19-dcbb9e9d.pth')

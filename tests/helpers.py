@@ -88,6 +88,13 @@ def plugin_env(threads=1):
     return env
 
 
+def ok(proc):
+    """``proc`` (a finished CompletedProcess, text) if it exited 0; else fail showing the ends of its output."""
+    assert proc.returncode == 0, f'exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n' \
+                                 f'{proc.stderr[-5000:]}'
+    return proc
+
+
 def python_cmd(*args):
     """``[sys.executable, *args]`` as strings."""
     return [sys.executable] + [str(a) for a in args]
@@ -98,3 +105,37 @@ def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def make_hr_folder(folder, names=TEXTURED_PHOTOS[:4], size=128):
+    """A folder of HR photographs for real-world training: ``<name>.png``, ``size`` x ``size`` centre crops."""
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    for name in names:
+        cv2.imwrite(str(folder / f'{name}.png'), cv2.cvtColor(photo_crop(name, size), cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def write_random_vgg19(path):
+    """torchvision's VGG19 with random weights, saved (atomically) where BasicSR's perceptual loss looks for the
+    ImageNet weights: a real weight file of the right layout, not the trained one."""
+    import torch
+    import torchvision
+
+    from srconvnet.atomic_write import atomic_save
+    torch.manual_seed(0)
+    atomic_save(torchvision.models.vgg19(weights=None).state_dict(), path, overwrite=False)
+    return Path(path)
+
+
+def place_vgg19(weights, workdir):
+    """Put ``weights`` at ``<workdir>/experiments/pretrained_models/vgg19-dcbb9e9d.pth`` (BasicSR's path, relative to
+    the working directory): a hard link to the one file when the filesystem allows it, else a copy."""
+    import shutil
+    target = Path(workdir) / 'experiments' / 'pretrained_models' / 'vgg19-dcbb9e9d.pth'
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(weights, target)
+    except OSError:
+        shutil.copyfile(weights, target)
+    return target

@@ -400,3 +400,142 @@ def prepare_benchmark(hr_dir, out_dir, scales=(2, 3, 4), n_workers=None):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return stems
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# real-world training: Real-ESRGAN's HR data for RealESRGANDataset (meta_info file, multiscale DF2K, sub-images)
+# ----------------------------------------------------------------------------------------------------------------
+#: Real-ESRGAN's scripts/generate_multiscale_DF2K.py: three downscaled copies, and one whose shortest edge is 400
+MULTISCALE_FACTORS = (0.75, 0.5, 1 / 3)
+MULTISCALE_SHORTEST_EDGE = 400
+#: Real-ESRGAN's scripts/extract_subimages.py: 400x400 sub-images every 200 pixels, PNG level 3
+REALWORLD_CROP, REALWORLD_STEP, REALWORLD_PNG_LEVEL = 400, 200, 3
+
+
+def _decodes(path):
+    """Worker: ``path`` if OpenCV decodes it (what basicsr's ``imfrombytes`` will do), else a ``PreparationError``
+    message naming it."""
+    try:
+        read_image(path)
+    except PreparationError as e:
+        return str(e)
+    return None
+
+
+def _map(function, jobs, n_workers, desc):
+    """``function`` over ``jobs`` in ``n_workers`` processes (1: in this one), in order, with a progress bar."""
+    n_workers = min(n_workers or os.cpu_count() or 1, len(jobs)) or 1
+    pool = get_context().Pool(n_workers, initializer=_worker_init) if n_workers > 1 else None
+    try:
+        results = pool.imap(function, jobs) if pool else map(function, jobs)
+        return list(tqdm(results, total=len(jobs), unit='img', desc=desc))
+    finally:
+        if pool:
+            pool.terminate()
+
+
+def write_meta_info(folders, root, meta_info, n_workers=None):
+    """The ``meta_info`` file of ``RealESRGANDataset``: one line per image of ``folders`` (sorted, not recursive),
+    the path relative to ``root`` (the option file's ``dataroot_gt``), as Real-ESRGAN's
+    ``scripts/generate_meta_info.py`` writes it with ``--check``.
+
+    Every image is decoded first (in ``n_workers`` processes); images that do not decode are refused by name and
+    nothing is written. An existing ``meta_info`` is refused; the file appears complete or not at all.
+    Returns the number of lines written.
+    """
+    refuse_existing([meta_info])
+    root = osp.abspath(root)
+    files = []
+    for folder in folders:
+        inside = osp.relpath(osp.abspath(folder), root)
+        if inside == os.pardir or inside.startswith(os.pardir + os.sep):
+            raise PreparationError(f'{folder}: not inside the root {root}; meta_info paths are relative to the root '
+                                   '(dataroot_gt), so every input folder must be under it')
+        files.extend(list_images(folder))
+    bad = [message for message in _map(_decodes, files, n_workers, 'meta_info') if message]
+    if bad:
+        more = f' ... ({len(bad)} in all)' if len(bad) > 5 else ''
+        raise PreparationError('images that cannot be decoded (remove or replace them): ' + '; '.join(bad[:5]) + more)
+    lines = [osp.relpath(osp.abspath(f), root).replace(os.sep, '/') for f in files]
+    os.makedirs(osp.dirname(osp.abspath(meta_info)), exist_ok=True)
+    atomic_write(meta_info, ''.join(f'{line}\n' for line in lines).encode('utf-8'), overwrite=False)
+    return len(lines)
+
+
+def _write_folder(out_dir, items, function, n_workers, desc):
+    """Run ``function(job) -> [(name, png bytes), ...]`` over ``items`` into a temporary folder beside ``out_dir``
+    that is renamed to ``out_dir`` when complete (an existing ``out_dir`` is refused). Returns the names written."""
+    refuse_existing([out_dir])
+    parent = osp.dirname(osp.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{osp.basename(osp.abspath(out_dir))}.', suffix='.partial', dir=parent)
+    try:
+        written = []
+        for records in _map(function, items, n_workers, desc):
+            for name, png in records:
+                atomic_write(osp.join(tmp, name), png, overwrite=False)
+                written.append(name)
+        refuse_existing([out_dir])
+        os.rename(tmp, out_dir)
+        fsync_dir(parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return written
+
+
+def multiscale_sizes(width, height, factors=MULTISCALE_FACTORS, shortest_edge=MULTISCALE_SHORTEST_EDGE):
+    """``[(w, h), ...]``: the sizes of Real-ESRGAN's multiscale copies of a ``width`` x ``height`` image (each factor,
+    truncated, then the one whose shortest edge is ``shortest_edge``)."""
+    sizes = [(int(width * f), int(height * f)) for f in factors]
+    if width < height:
+        sizes.append((shortest_edge, int(shortest_edge * height / width)))
+    else:
+        sizes.append((int(shortest_edge * width / height), shortest_edge))
+    return sizes
+
+
+def _multiscale_image(path):
+    """Worker: the multiscale copies of one image, ``<stem>T<i>.png`` (Pillow's Lanczos, as Real-ESRGAN)."""
+    from PIL import Image
+    problem = _decodes(path)
+    if problem:
+        raise PreparationError(problem)
+    stem = osp.splitext(osp.basename(path))[0]
+    with Image.open(path) as im:
+        im = im.convert('RGB')
+        records = []
+        for index, size in enumerate(multiscale_sizes(*im.size)):
+            rgb = np.asarray(im.resize(size, resample=Image.LANCZOS))
+            records.append((f'{stem}T{index}.png', encode_png(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), 3)))
+    return records
+
+
+def make_multiscale(hr_dir, out_dir, n_workers=None):
+    """Real-ESRGAN's multiscale DF2K: for each image of ``hr_dir``, copies downscaled by 0.75, 1/2 and 1/3 and one
+    whose shortest edge is 400 (``<stem>T0.png`` ... ``<stem>T3.png`` in ``out_dir``, written as a whole or not at
+    all). Returns the names written."""
+    return _write_folder(out_dir, list_images(hr_dir), _multiscale_image, n_workers, 'multiscale')
+
+
+def _subimages(job):
+    """Worker: the ``crop`` x ``crop`` sub-images of one image, ``<stem>_s<index>.png`` (none if it is smaller)."""
+    path, crop, step = job
+    img = read_image(path)
+    h, w = img.shape[:2]
+    if min(h, w) < crop:
+        return []
+    stem = osp.splitext(osp.basename(path))[0]
+    return [(f'{stem}_s{i:03d}.png', encode_png(np.ascontiguousarray(img[y:y + crop, x:x + crop]), REALWORLD_PNG_LEVEL))
+            for i, (y, x) in enumerate(subimage_boxes(h, w, crop, step), start=1)]
+
+
+def make_subimages(hr_dir, out_dir, crop_size=REALWORLD_CROP, step=REALWORLD_STEP, n_workers=None):
+    """Real-ESRGAN's ``extract_subimages.py``: ``crop_size`` sub-images every ``step`` pixels (and one flush with
+    each border), ``<stem>_s001.png`` ... in ``out_dir`` (written as a whole or not at all).
+
+    Returns ``(names written, images skipped because they are smaller than crop_size)``; unlike Real-ESRGAN's
+    script, the skipped ones are named."""
+    files = list_images(hr_dir)
+    small = [f for f in files if min(image_size(f)) < crop_size]
+    names = _write_folder(out_dir, [(f, crop_size, step) for f in files], _subimages, n_workers, 'sub-images')
+    return names, small

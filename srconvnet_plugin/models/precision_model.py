@@ -26,7 +26,7 @@ float32, contiguous copy, updated after every optimizer step.
 """
 import functools
 from collections import OrderedDict
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -35,8 +35,12 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
+#: what the entry points build for these ``model_type`` values (:func:`substitute_sr_model`): the plugin's models,
+#: which take the training keys (and, for BasicSR's real-world models, run where ``self.device`` is, not only on CUDA)
+MODEL_SUBSTITUTES = {'SRModel': 'PrecisionSRModel', 'RealESRNetModel_basicsr': 'RealSRConvNetModel',
+                     'RealESRGANModel_basicsr': 'RealSRConvNetGANModel'}
 #: the ``model_type`` values whose training the keys change
-SR_MODEL_TYPES = ('SRModel', 'PrecisionSRModel')
+SR_MODEL_TYPES = (*MODEL_SUBSTITUTES, *dict.fromkeys(MODEL_SUBSTITUTES.values()))
 #: top-level keys (bools) and their defaults
 TOP_LEVEL_FLAGS = {'use_amp': False, 'amp_bf16': False, 'use_channels_last': False, 'use_compile': False}
 #: the key in the first optimizer's state dict that holds the GradScaler state
@@ -131,25 +135,31 @@ class PrecisionSRModel(SRModel):
     def setup_optimizers(self):
         super().setup_optimizers()
         if self.settings.amp_dtype is torch.float16:
-            self.grad_scaler = torch.amp.GradScaler(self.device.type)
-            self.optimizer_g.register_state_dict_post_hook(self._save_scaler)
-            self.optimizer_g.register_load_state_dict_pre_hook(self._load_scaler)
+            self.grad_scaler = self.attach_grad_scaler(self.optimizer_g, 'GradScaler')
 
-    def _save_scaler(self, optimizer, state_dict):
-        """Optimizer state-dict hook: the GradScaler state rides in ``optimizers[0]`` of the ``.state`` file, so
-        basicsr's ``save_training_state`` (atomic under the plugin) writes it and ``resume_training`` reads it."""
-        state_dict[SCALER_KEY] = self.grad_scaler.state_dict()
-        return state_dict
+    def attach_grad_scaler(self, optimizer, name):
+        """A GradScaler for ``optimizer`` whose state rides in the optimizer's state dict (key ``grad_scaler``), so
+        basicsr's ``save_training_state`` (atomic under the plugin) writes it into the ``.state`` file and
+        ``resume_training`` reads it back; ``name`` starts its log line on resume."""
+        scaler = torch.amp.GradScaler(self.device.type)
 
-    def _load_scaler(self, optimizer, state_dict):
-        scaler_state = state_dict.pop(SCALER_KEY, None)
-        if scaler_state is None:
-            get_root_logger().info('GradScaler: the resumed training state has none (trained without fp16); '
-                                   f'starting from scale {self.grad_scaler.get_scale():g}')
-        else:
-            self.grad_scaler.load_state_dict(scaler_state)
-            get_root_logger().info(f'GradScaler: resumed at scale {self.grad_scaler.get_scale():g}')
-        return state_dict
+        def save(_optimizer, state_dict):
+            state_dict[SCALER_KEY] = scaler.state_dict()
+            return state_dict
+
+        def load(_optimizer, state_dict):
+            scaler_state = state_dict.pop(SCALER_KEY, None)
+            if scaler_state is None:
+                get_root_logger().info(f'{name}: the resumed training state has none (trained without fp16); '
+                                       f'starting from scale {scaler.get_scale():g}')
+            else:
+                scaler.load_state_dict(scaler_state)
+                get_root_logger().info(f'{name}: resumed at scale {scaler.get_scale():g}')
+            return state_dict
+
+        optimizer.register_state_dict_post_hook(save)
+        optimizer.register_load_state_dict_pre_hook(load)
+        return scaler
 
     def autocast(self):
         """The autocast context of the settings (a no-op for fp32)."""
@@ -164,46 +174,65 @@ class PrecisionSRModel(SRModel):
             if hasattr(self, 'gt'):
                 self.gt = self.gt.contiguous(memory_format=torch.channels_last)
 
-    def optimize_parameters(self, current_iter):
+    def is_step(self, current_iter):
+        """Whether the optimizers step at ``current_iter`` (every ``accum_iter`` batches)."""
+        return current_iter % self.settings.accum_iter == 0
+
+    @staticmethod
+    def accumulating(step, *nets):
+        """DDP: no gradient all-reduce of ``nets`` on the batches that only accumulate (``step`` false)."""
+        stack = ExitStack()
+        for net in nets:
+            no_sync = getattr(net, 'no_sync', None)
+            if no_sync is not None and not step:
+                stack.enter_context(no_sync())
+        return stack
+
+    def backward(self, loss, scaler=None):
+        """Backward of ``loss`` divided by ``accum_iter``, scaled by ``scaler`` (fp16) when there is one."""
         accum = self.settings.accum_iter
-        step = current_iter % accum == 0
-        # DDP: no gradient all-reduce on the batches that only accumulate
-        no_sync = getattr(self.net_g, 'no_sync', None)
-        with (no_sync() if no_sync is not None and not step else nullcontext()):
+        loss = loss / accum if accum > 1 else loss
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+
+    def step(self, optimizer, scaler=None, clip=None):
+        """One optimizer step: the gradient norm of the network ``clip`` clipped first (``grad_clip``; fp16: after
+        unscaling), through ``scaler`` when there is one; the gradients are then dropped."""
+        if clip is not None and self.settings.grad_clip:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(clip.parameters(), self.settings.grad_clip_max_norm)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def optimize_parameters(self, current_iter):
+        step = self.is_step(current_iter)
+        with self.accumulating(step, self.net_g):
             with self.autocast():
                 self.output = self._train_forward(self.lq)
                 l_total, loss_dict = self.losses(self.output, self.gt)
-            l_total = l_total / accum if accum > 1 else l_total
-            if self.grad_scaler is not None:
-                self.grad_scaler.scale(l_total).backward()
-            else:
-                l_total.backward()
+            self.backward(l_total, self.grad_scaler)
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if not step:
             return
-        if self.settings.grad_clip:
-            if self.grad_scaler is not None:
-                self.grad_scaler.unscale_(self.optimizer_g)
-            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.settings.grad_clip_max_norm)
-        if self.grad_scaler is not None:
-            self.grad_scaler.step(self.optimizer_g)
-            self.grad_scaler.update()
-        else:
-            self.optimizer_g.step()
-        self.optimizer_g.zero_grad(set_to_none=True)
+        self.step(self.optimizer_g, self.grad_scaler, clip=self.net_g)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
-    def losses(self, output, gt):
-        """``SRModel``'s pixel and perceptual losses: ``(total, OrderedDict of the terms)``."""
+    def losses(self, output, gt, percep_gt=None, prefix='l_'):
+        """``SRModel``'s pixel and perceptual losses: ``(total, OrderedDict of the terms)``; the perceptual loss
+        compares with ``percep_gt`` when given (Real-ESRGAN's sharpened GT), the terms are named ``<prefix>pix`` ..."""
         l_total = 0
         loss_dict = OrderedDict()
         if self.cri_pix:
-            loss_dict['l_pix'] = self.cri_pix(output, gt)
-            l_total += loss_dict['l_pix']
+            loss_dict[f'{prefix}pix'] = self.cri_pix(output, gt)
+            l_total += loss_dict[f'{prefix}pix']
         if self.cri_perceptual:
-            l_percep, l_style = self.cri_perceptual(output, gt)
-            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
+            l_percep, l_style = self.cri_perceptual(output, gt if percep_gt is None else percep_gt)
+            for name, value in ((f'{prefix}percep', l_percep), (f'{prefix}style', l_style)):
                 if value is not None:
                     loss_dict[name] = value
                     l_total += value
@@ -217,12 +246,14 @@ class PrecisionSRModel(SRModel):
 
 
 def substitute_sr_model(_orig):
-    """Wrap ``basicsr.train.build_model``: ``model_type: SRModel`` is built as :class:`PrecisionSRModel`."""
+    """Wrap ``basicsr.train.build_model``: ``model_type: SRModel`` is built as :class:`PrecisionSRModel`, BasicSR's
+    ``RealESRNetModel_basicsr`` / ``RealESRGANModel_basicsr`` as the plugin's ``RealSRConvNetModel`` /
+    ``RealSRConvNetGANModel`` (:data:`MODEL_SUBSTITUTES`)."""
 
     @functools.wraps(_orig)
     def build_model(opt):
-        if opt.get('model_type') == 'SRModel':
-            opt = dict(opt, model_type=PrecisionSRModel.__name__)  # (basicsr's build_model deep-copies opt anyway)
+        if opt.get('model_type') in MODEL_SUBSTITUTES:  # (basicsr's build_model deep-copies opt anyway)
+            opt = dict(opt, model_type=MODEL_SUBSTITUTES[opt['model_type']])
         return _orig(opt)
 
     return build_model

@@ -22,6 +22,7 @@ parsed the file and the ``--force_yml`` overrides. It collects every problem it 
 Sizes come from ``meta_info.txt`` for LMDBs and from image headers (Pillow, no decoding) for folders.
 """
 import inspect
+import os
 import os.path as osp
 import re
 
@@ -46,11 +47,11 @@ def _registry_check(problems, where, key, name, registry, kind):
     if name is None:
         problems.append(f'{where}{key}: missing ({kind} type)')
         return None
-    if name not in registry:
+    if name not in registry and f'{name}_basicsr' not in registry:  # (basicsr's get falls back to <name>_basicsr)
         problems.append(f'{where}{key}: {name!r} is not a registered {kind}; registered: '
                         f'{", ".join(sorted(registry.keys()))}')
         return None
-    return registry.get(name)
+    return registry.get(name if name in registry else f'{name}_basicsr')
 
 
 def _arch_upscale(cls, net_opt):
@@ -272,7 +273,7 @@ def check_training_keys(opt, where, problems):
     model_type = opt.get('model_type')
     if active and model_type not in SR_MODEL_TYPES:
         problems.append(f'{where}model_type: {model_type}: {", ".join(active)} take(s) effect only for model_type: '
-                        'SRModel; remove them or train with SRModel')
+                        f'{", ".join(SR_MODEL_TYPES)}; remove them or train with one of those')
         return
     if opt.get('amp_bf16') is True and opt.get('use_amp') is not True:
         problems.append(f'{where}amp_bf16: true does nothing without use_amp: true; add use_amp: true for bf16 '
@@ -288,6 +289,148 @@ def check_training_keys(opt, where, problems):
                         'fp16 autocast with a GradScaler')
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# real-world training (models/realworld_model.py): Real-ESRGAN's degradations and dataset, VGG weights, stage 1
+# --------------------------------------------------------------------------------------------------------------------
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_realesrgan_dataset(name, dataset_opt, where, problems):
+    """Keys and files of one ``RealESRGANDataset``: the kernel settings, ``dataroot_gt`` and the images its
+    ``meta_info`` lists (``io_backend: disk``) or its LMDB."""
+    from ..models.realworld_model import DATASET_KEYS
+    where = f'{where}datasets: {name}: '
+    missing = [key for key in DATASET_KEYS if key not in dataset_opt]
+    if missing:
+        problems.append(f'{where}{", ".join(missing)}: missing; RealESRGANDataset draws the blur kernels of '
+                        'Real-ESRGAN\'s degradations from these keys (their values: options/train/RealSRConvNet/)')
+    root = dataset_opt.get('dataroot_gt')
+    if root is None:
+        problems.append(f'{where}dataroot_gt: missing (the folder or LMDB of HR images)')
+        return
+    root = osp.expanduser(str(root))
+    if (dataset_opt.get('io_backend') or {}).get('type') == 'lmdb':
+        problem = lmdb_problem(root)
+        if problem is not None:
+            problems.append(f'{where}dataroot_gt: {root} {problem}')
+        return
+    if not osp.isdir(root):
+        problems.append(f'{where}dataroot_gt: {root} {"does not exist" if not osp.exists(root) else "is not a folder"}')
+        return
+    meta = dataset_opt.get('meta_info')
+    if meta is None:
+        problems.append(f'{where}meta_info: missing; RealESRGANDataset reads the GT images listed in it, one path '
+                        f'relative to dataroot_gt per line (make it with scripts/data_preparation/prepare_realworld.py '
+                        'meta-info)')
+        return
+    try:
+        with open(meta, encoding='utf-8') as f:
+            names = [line.strip().split(' ')[0] for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(f'{where}meta_info: {meta} cannot be read ({getattr(e, "strerror", None) or e})')
+        return
+    absent = [n for n in names if not osp.isfile(osp.join(root, n))]
+    if not names:
+        problems.append(f'{where}meta_info: {meta} lists no images')
+    elif absent:
+        problems.append(f'{where}meta_info: {meta} lists images that are not in dataroot_gt: {root}: {_names(absent)}')
+
+
+def _vgg_download_problem(url, timeout=5):
+    """Why ``url`` cannot be fetched from here (None if it can), asked the way torch.hub downloads (urllib, so proxy
+    variables count)."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method='HEAD'), timeout=timeout):
+            return None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return str(getattr(e, 'reason', None) or e)
+
+
+def check_perceptual_weights(opt, where, problems):
+    """``train: perceptual_opt``: BasicSR's VGG feature extractor reads ``experiments/pretrained_models/
+    vgg19-dcbb9e9d.pth`` (relative to the working directory) when it is there, else torchvision downloads its VGG
+    weights while the model is built; refuse, naming the path and the download, when neither can work."""
+    perceptual = (opt.get('train') or {}).get('perceptual_opt')
+    if not opt.get('is_train') or not perceptual:
+        return
+    import torch
+    import torchvision
+
+    from basicsr.archs.vgg_arch import VGG_PRETRAIN_PATH
+    vgg_type = perceptual.get('vgg_type', 'vgg19')
+    if osp.isfile(VGG_PRETRAIN_PATH):
+        return
+    try:
+        url = torchvision.models.get_model_weights(vgg_type).IMAGENET1K_V1.url
+    except (ValueError, AttributeError):
+        problems.append(f'{where}train: perceptual_opt: vgg_type: {vgg_type!r} is not a torchvision VGG (vgg19, ...)')
+        return
+    cached = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(url))
+    if osp.isfile(cached):
+        return
+    reason = _vgg_download_problem(url)
+    if reason is not None:
+        problems.append(f'{where}train: perceptual_opt: vgg_type: {vgg_type}: the VGG weights of the perceptual loss '
+                        f'are not at {osp.abspath(VGG_PRETRAIN_PATH)} and cannot be downloaded here ({reason}); '
+                        f'download {url} elsewhere and copy it to that path')
+
+
+def check_realworld(opt, where, problems):
+    """Real-ESRGAN's two stages (``RealSRConvNetModel``, ``RealSRConvNetGANModel`` and BasicSR's names for them):
+    the degradation keys, ``gt_size``, ``queue_size``, the dataset, ``network_d`` and stage 1's weights."""
+    from ..models.precision_model import MODEL_SUBSTITUTES
+    from ..models.realworld_model import DATASET_CROP, DEGRADATION_KEYS, STAGE_KEYS
+    model_type = opt.get('model_type')
+    model = MODEL_SUBSTITUTES.get(model_type, model_type)
+    if model not in STAGE_KEYS or not opt.get('is_train'):
+        return
+    if model == 'RealSRConvNetGANModel':
+        if not opt.get('network_d'):
+            problems.append(f'{where}network_d: missing; model_type: {model_type} trains a discriminator (Real-ESRGAN: '
+                            'type: UNetDiscriminatorSN_basicsr, num_in_ch: 3, num_feat: 64, skip_connection: true)')
+        pretrained = (opt.get('path') or {}).get('pretrain_network_g')
+        states = (opt.get('path') or {}).get('training_states')
+        resuming = opt.get('path', {}).get('resume_state') or (
+            opt.get('auto_resume') and states and osp.isdir(states) and any(n.endswith('.state')
+                                                                            for n in os.listdir(states)))
+        if pretrained is not None and not resuming and not osp.exists(pretrained):
+            problems.append(f'{where}path: pretrain_network_g: {pretrained} does not exist; stage 2 fine-tunes the '
+                            'weights of stage 1 (model_type: RealSRConvNetModel): train stage 1 first, or point '
+                            'pretrain_network_g at its net_g_latest.pth')
+    if not opt.get('high_order_degradation', True):
+        return
+    missing = [key for key in (*DEGRADATION_KEYS, *STAGE_KEYS[model]) if key not in opt]
+    if missing:
+        problems.append(f'{where}{", ".join(missing)}: missing; model_type: {model_type} makes the LQ images on the '
+                        'fly with Real-ESRGAN\'s degradations and reads these top-level keys (their values: '
+                        'options/train/RealSRConvNet/)')
+    gt_size, scale = opt.get('gt_size'), opt.get('scale')
+    if 'gt_size' in opt:
+        if not _positive_int(gt_size):
+            problems.append(f'{where}gt_size: {gt_size!r}: the GT crop must be a positive integer')
+        elif gt_size > DATASET_CROP:
+            problems.append(f'{where}gt_size: {gt_size} is larger than the {DATASET_CROP}x{DATASET_CROP} GT that '
+                            f'RealESRGANDataset hands the model (it pads or crops every image to {DATASET_CROP})')
+        elif _positive_int(scale) and gt_size % scale:
+            problems.append(f'{where}gt_size: {gt_size} is not divisible by scale: {scale}; use e.g. '
+                            f'{gt_size - gt_size % scale}')
+    train_set = (opt.get('datasets') or {}).get('train') or {}
+    queue, batch = opt.get('queue_size', 180), train_set.get('batch_size_per_gpu')
+    if not _positive_int(queue):
+        problems.append(f'{where}queue_size: {queue!r}: the pool of training pairs needs a positive integer size')
+    elif _positive_int(batch) and queue % batch:
+        problems.append(f'{where}queue_size: {queue} is not a multiple of datasets: train: batch_size_per_gpu: '
+                        f'{batch} (the pool of training pairs is filled and drawn a batch at a time); use e.g. '
+                        f'{max(batch, queue - queue % batch)}')
+    if train_set and train_set.get('type') not in ('RealESRGANDataset', 'RealESRGANDataset_basicsr'):
+        problems.append(f'{where}datasets: train: type: {train_set.get("type")}: model_type: {model_type} degrades '
+                        'the GT with the kernels RealESRGANDataset draws; use type: RealESRGANDataset_basicsr (or '
+                        'high_order_degradation: false to train on ready-made pairs)')
+
+
 def check_options(opt, opt_path=None):
     """Check a parsed option dict (see the module docstring); raise :class:`OptionCheckError` listing every problem.
 
@@ -298,12 +441,16 @@ def check_options(opt, opt_path=None):
     problems = []
     check_network_and_model(opt, where, problems)
     check_training_keys(opt, where, problems)
+    check_realworld(opt, where, problems)
+    check_perceptual_weights(opt, where, problems)
     for name, dataset_opt in (opt.get('datasets') or {}).items():
         dataset_opt = dataset_opt or {}
         dtype = _registry_check(problems, f'{where}datasets: {name}: ', 'type', dataset_opt.get('type'),
                                 DATASET_REGISTRY, 'dataset')
         if dtype is not None and dataset_opt['type'] == 'PairedImageDataset':
             check_paired_dataset(opt, name, dataset_opt, where, problems)
+        elif dtype is not None and dataset_opt['type'] in ('RealESRGANDataset', 'RealESRGANDataset_basicsr'):
+            check_realesrgan_dataset(name, dataset_opt, where, problems)
     if problems:
         head = f'{opt_path}: ' if opt_path else ''
         raise OptionCheckError(f'{head}{len(problems)} problem(s) in the options:\n  ' + '\n  '.join(

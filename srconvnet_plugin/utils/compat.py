@@ -125,6 +125,17 @@ def _wrap_model_to_device(_orig):
     return model_to_device
 
 
+def _contiguous_filter2d(_orig):
+
+    def filter2D(img, kernel):  # noqa: N802  (basicsr's name)
+        """Wraps ``basicsr.utils.img_process_util.filter2D``: it ``view``s the padded image, which fails when the image
+        is not contiguous (DiffJPEG's output, and ``F.interpolate`` of it, are channels-last on today's torch, so
+        Real-ESRGAN's second degradation stops with "view size is not compatible ..."); give it a contiguous one."""
+        return _orig(img.contiguous(), kernel)
+
+    return filter2D
+
+
 def apply_pipeline_shims():
     """Patch basicsr's train/test pipelines so they run on CPU or GPU, safely; see each shim's docstring."""
     global _PIPELINE_SHIMS_APPLIED
@@ -133,10 +144,15 @@ def apply_pipeline_shims():
     apply_import_shims()
     import basicsr.data.data_sampler as data_sampler
     import basicsr.data.paired_image_dataset as paired_image_dataset
+    import basicsr.data.realesrgan_dataset as realesrgan_dataset
+    import basicsr.data.single_image_dataset as single_image_dataset
     import basicsr.models.base_model as base_model
+    import basicsr.models.realesrgan_model as realesrgan_model
+    import basicsr.models.realesrnet_model as realesrnet_model
     import basicsr.test
     import basicsr.train
     import basicsr.utils.file_client as file_client
+    import basicsr.utils.img_process_util as img_process_util
     import basicsr.utils.options as options
 
     from ..data.data_faults import _checked_imfrombytes, _wrap_file_client_get, _wrap_paired_getitem
@@ -170,9 +186,14 @@ def apply_pipeline_shims():
     base_model.BaseModel.save_network = _wrap_save(_wrap_save_network(base_model.BaseModel.save_network), 'network')
     base_model.BaseModel.save_training_state = _wrap_save(base_model.BaseModel.save_training_state,
                                                           'training state')
-    # training keys of traiNNer-redux/neosr (use_amp, use_channels_last, use_compile, grad_clip, accum_iter, ...)
+    # training keys of traiNNer-redux/neosr (use_amp, use_channels_last, use_compile, grad_clip, accum_iter, ...), and
+    # Real-ESRGAN's models without .cuda(): SRModel and basicsr's RealESRNet/RealESRGAN models built as the plugin's
     from ..models.precision_model import substitute_sr_model
     basicsr.train.build_model = substitute_sr_model(basicsr.train.build_model)
+    # real-world degradations: basicsr's filter2D fails on the non-contiguous images of the second degradation
+    filter2d = _contiguous_filter2d(img_process_util.filter2D)
+    for module in (img_process_util, realesrnet_model, realesrgan_model):
+        module.filter2D = filter2d
     # training: a NaN/inf loss would train on (and be saved); SIGINT/SIGTERM would lose the work since the last save
     basicsr.train.build_model = _wrap_build_model(basicsr.train.build_model)
     basicsr.train.train_pipeline = _wrap_train_pipeline(basicsr.train.train_pipeline)
@@ -180,7 +201,8 @@ def apply_pipeline_shims():
     # data: undecodable bytes end in "'NoneType' object has no attribute 'astype'" and missing LMDB keys in a
     # TypeError, neither naming the image; name the dataset, record or file
     file_client.FileClient.get = _wrap_file_client_get(file_client.FileClient.get)
-    paired_image_dataset.imfrombytes = _checked_imfrombytes(paired_image_dataset.imfrombytes)
+    for module in (paired_image_dataset, realesrgan_dataset, single_image_dataset):
+        module.imfrombytes = _checked_imfrombytes(module.imfrombytes)
     paired_image_dataset.PairedImageDataset.__getitem__ = _wrap_paired_getitem(
         paired_image_dataset.PairedImageDataset.__getitem__)
     _PIPELINE_SHIMS_APPLIED = True

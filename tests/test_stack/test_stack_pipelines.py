@@ -15,7 +15,7 @@ import torch
 import basicsr
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, tensor2img
-from helpers import REPO_ROOT, free_port, plugin_env, python_cmd
+from helpers import REPO_ROOT, free_port, ok, plugin_env, python_cmd
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.checkpoints import load_weights_only
 from stack_options import make_test_yaml, make_train_yaml
@@ -28,12 +28,6 @@ VAL_BLOCK = re.compile(r'Validation tiny_val\n\s*# psnr: ([\d.]+)\tBest: [\d.]+ 
 def run(cmd, cwd, timeout=240, **kw):
     """Run ``cmd`` in ``cwd`` with this checkout importable; return the CompletedProcess (text)."""
     return subprocess.run(cmd, cwd=cwd, env=plugin_env(), capture_output=True, text=True, timeout=timeout, **kw)
-
-
-def ok(proc):
-    assert proc.returncode == 0, f'exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n' \
-                                 f'{proc.stderr[-5000:]}'
-    return proc
 
 
 def train_logs(exp_dir):

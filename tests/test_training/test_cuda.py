@@ -6,10 +6,10 @@ import subprocess
 import pytest
 import torch
 
-from helpers import REPO_ROOT, free_port, plugin_env, python_cmd
+from helpers import REPO_ROOT, free_port, ok, plugin_env, python_cmd
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet_plugin.utils.compat import apply_pipeline_shims
-from training_helpers import batch, build, ok, training_yaml
+from training_helpers import batch, build, training_yaml
 
 apply_pipeline_shims()
 from srconvnet_plugin.models.precision_model import PrecisionSRModel  # noqa: E402

@@ -6,9 +6,9 @@ import subprocess
 import pytest
 import torch
 
-from helpers import REPO_ROOT, free_port, plugin_env, python_cmd
+from helpers import REPO_ROOT, free_port, ok, plugin_env, python_cmd
 from srconvnet.checkpoints import load_weights_only
-from training_helpers import ok, run_train, training_yaml
+from training_helpers import run_train, training_yaml
 
 ITER = re.compile(r'\[epoch:\s*\d+, iter:\s*([\d,]+),')
 PSNR = re.compile(r'# psnr: ([\d.]+)\tBest')

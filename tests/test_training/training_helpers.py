@@ -38,12 +38,6 @@ def run_train(work, *args, timeout=300):
                           env=plugin_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def ok(proc):
-    assert proc.returncode == 0, f'exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n' \
-                                 f'{proc.stderr[-5000:]}'
-    return proc
-
-
 # in-process models (the option dict basicsr's parse_options would hand the model)
 NET = dict(type='SRConvNet', num_in_ch=3, num_out_ch=3, num_feat=16, num_block=1, num_heads=4, num_kernels=4,
            upscale=2, img_range=255.)
