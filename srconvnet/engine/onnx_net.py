@@ -15,8 +15,9 @@
   its matrix products and the frequency-domain 1×1 conv want), with one transpose in and one out.
 - **The upsampler runs per pixel then pixel-shuffles channels-last** (block copies), and the tail's 3×3 conv is
   split into taps as in ``srconvnet.engine.tail`` (a product C → 27 per HR pixel, then a one-hot 3×3 conv).
-- ``layer_scale`` is folded into the value conv and the channel shuffle of the dynamic mixing layer into
-  ``proj_out``'s columns; the LayerNorms are computed channels-first (two reductions over the channel axis).
+- ``layer_scale`` is folded into the value conv, the mixing layer's LayerNorm affine into ``proj_in`` and its
+  channel shuffle into ``proj_out``'s columns; the LayerNorms are computed channels-first (two reductions over the
+  channel axis).
 
 The dynamic depthwise convs stay ``Conv`` nodes with per-image weights: ONNX Runtime runs them without its blocked
 (NCHWc) kernels, which need constant weights, and they are the largest single cost (``docs/speed.md``).
@@ -55,9 +56,9 @@ class _Block(nn.Module):
             'v_w': att.v.weight.flatten(1) * scale[:, None], 'v_b': (att.v.bias * scale)[:, None],
             'spec_wt': spec[perm][:, perm].t(),
             'proj_w': att.proj.weight.flatten(1), 'proj_b': att.proj.bias[:, None],
-            'n2_w': ffn.norm.weight[:, None], 'n2_b': ffn.norm.bias[:, None],
-            'in1_w': w_in[:c], 'in1_b': ffn.proj_in.bias[:c, None],
-            'in2_w': w_in[c:], 'in2_b': ffn.proj_in.bias[c:, None],
+            # the mixing layer's LayerNorm affine folded into proj_in (split into the halves the two convs take)
+            'in1_w': w_in[:c] * ffn.norm.weight, 'in1_b': (ffn.proj_in.bias + w_in @ ffn.norm.bias)[:c, None],
+            'in2_w': w_in[c:] * ffn.norm.weight, 'in2_b': (ffn.proj_in.bias + w_in @ ffn.norm.bias)[c:, None],
             # the channel shuffle (2i: first half, 2i + 1: second half) read from proj_out's columns
             'out1_w': w_out[:, 0::2], 'out2_w': w_out[:, 1::2], 'out_b': ffn.proj_out.bias[:, None],
         }
@@ -73,10 +74,10 @@ class _Block(nn.Module):
         self.kernel_sizes = (ffn.conv1.conv.aggregation.kernel_size, ffn.conv2.conv.aggregation.kernel_size)
 
     @staticmethod
-    def _norm(x, weight, bias, eps):
-        """LayerNorm over the channels of a C × N map (biased variance, eps inside the square root)."""
+    def _norm(x, eps):
+        """LayerNorm without its affine over the channels of a C × N map (biased variance, eps inside the root)."""
         d = x - x.mean(0, keepdim=True)
-        return d * torch.rsqrt((d * d).mean(0, keepdim=True) + eps) * weight + bias
+        return d * torch.rsqrt((d * d).mean(0, keepdim=True) + eps)
 
     def _fourier_unit(self, y, dft_w, dft_h):
         """``FourierUnit`` of a C × W × H map (rfft2's one-sided axis is W, here the leading one); returns C × W·H."""
@@ -113,10 +114,10 @@ class _Block(nn.Module):
         c, a, b = x.shape[0], x.shape[1], x.shape[2]
         pe = reshape(F.conv2d(x.unsqueeze(0), self.cpe_w, self.cpe_b, padding=1, groups=c), c, -1)
         x = reshape(x, c, -1)
-        y = self._norm(x, self.n1_w, self.n1_b, self.eps1)
+        y = self._norm(x, self.eps1) * self.n1_w + self.n1_b
         z = self._fourier_unit(reshape(y, c, a, b), dft_w, dft_h) * (torch.matmul(self.v_w, y) + self.v_b)
         x = torch.matmul(self.proj_w, torch.softmax(z, dim=1) + pe) + self.proj_b + x
-        y = self._norm(x, self.n2_w, self.n2_b, self.eps2)
+        y = self._norm(x, self.eps2)
         halves = [F.gelu(torch.matmul(getattr(self, f'in{i}_w'), y) + getattr(self, f'in{i}_b')) for i in (1, 2)]
         d1, d2 = [reshape(F.gelu(self._dynamic_conv(i, reshape(h, 1, c, a, b))), c, -1) for i, h in enumerate(halves)]
         x = torch.matmul(self.out1_w, d1) + torch.matmul(self.out2_w, d2) + self.out_b + x
