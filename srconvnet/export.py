@@ -1,24 +1,29 @@
-"""Export a trained SRConvNet to ONNX with dynamic height and width.
+"""Export a trained SRConvNet to ONNX with dynamic batch, height and width.
 
 Usage::
 
     python -m srconvnet.export --weights experiments/pretrained_models/SRConvNet_x4.pth srconvnet_x4.onnx
 
-The graph takes one RGB image, ``1×3×H×W`` float32 in [0, 1] (any H, W ≥ 1), and returns ``1×3×sH×sW`` in [0, 1]
-(not clamped). The batch is fixed to 1: the dynamic depthwise convolutions fold the batch into conv groups, and ONNX
-conv groups are static.
+The graph takes RGB images ``N×3×H×W``, float32 in [0, 1] (any N, H, W ≥ 1), and returns ``N×3×sH×sW`` in
+[0, 1] (not clamped). It is traced from one image (batch 1) and wrapped in a ``Scan`` over the batch: each image is
+computed on its own, as the network's image-wide steps (the Fourier unit's spectrum, the softmax over all positions,
+the dynamic convs' kernels) ask for anyway, and the per-image graph keeps static conv groups.
 
-``torch.fft.rfft2``/``irfft2`` have no ONNX export in the TorchScript exporter (and the dynamo exporter needs
-``onnxscript``, which this package does not depend on), so for export only every ``FourierUnit`` is replaced by
-``MatrixDFTFourierUnit``: the same orthonormal real 2-D DFT written as products with cosine/sine matrices built in
-the graph from the input's H and W. It reuses the original unit's ``conv_layer`` weights and matches the FFT version
-to float rounding (tested). ``LayerNorm2d`` and ``KernelAggregation`` are swapped too, for versions whose channel
-count and kernel shape are constants (the tracer would record them as input-dependent, which ONNX convs reject).
-The model used for PyTorch inference is not changed.
+For the stock network (``srconvnet.engine.guard.first_difference(model) is None``) the traced module is
+``srconvnet.engine.onnx_net.OnnxSRConvNet``: the same numbers, written for ONNX Runtime (every 2-D DFT as matrix
+products with a factorisation chosen in the graph from the input's size; see that module). Any other network (an
+ablation, an edited module) is traced through its module forwards after an ``EngineStepsAside`` warning, with the
+stock ``FourierUnit``, ``LayerNorm2d`` and ``KernelAggregation`` swapped by ``to_exportable`` for exportable
+equivalents (``torch.fft`` has no export in the TorchScript exporter): ``MatrixDFTFourierUnit`` computes the same
+orthonormal real 2-D DFT as products with dense cosine/sine matrices built in the graph from H and W (slower:
+O(H·W·(H+W)) per channel). Modules that are not exactly the stock ones are traced as they are. The model used for
+PyTorch inference is not changed.
 """
 import argparse
 import copy
+import io
 import os
+import warnings
 
 import torch
 from torch import nn
@@ -26,9 +31,12 @@ from torch import nn
 from srconvnet.archs.srconvnet_arch import FourierUnit, KernelAggregation, LayerNorm2d
 from srconvnet.atomic_write import atomic_write
 from srconvnet.checkpoints import CheckpointError
+from srconvnet.engine import guard
+from srconvnet.engine.guard import EngineStepsAside, first_difference
+from srconvnet.engine.onnx_net import OnnxSRConvNet
 from srconvnet.engine.real_dft import dft_matrices
 
-DEFAULT_OPSET = 17  # LayerNormalization needs 17; nothing here needs more
+DEFAULT_OPSET = 17  # LayerNormalization (module-forward graphs) needs 17; nothing here needs more
 
 
 class MatrixDFTFourierUnit(nn.Module):
@@ -106,65 +114,110 @@ class StaticKernelAggregation(nn.Module):
         return nn.functional.conv2d(x.contiguous(), weight, bias, padding=k // 2, groups=c)
 
 
+_SWAPS = {FourierUnit: MatrixDFTFourierUnit, LayerNorm2d: StaticLayerNorm2d, KernelAggregation: StaticKernelAggregation}
+
+
+def _is_stock(module):
+    """Whether ``module`` is exactly a stock module of its class: same class (no subclass), no forward or hook set
+    on it, the class's code unchanged (``guard.FINGERPRINTS``): what a swap may stand in for."""
+    cls = type(module)
+    return (cls in _SWAPS and 'forward' not in vars(module) and not module._forward_hooks
+            and not module._forward_pre_hooks and guard.fingerprints()[cls.__name__] == guard.FINGERPRINTS[cls.__name__])
+
+
 def to_exportable(model):
-    """Deep copy of ``model`` with its FFT and shape-dependent modules swapped for exportable equivalents.
+    """Deep copy of ``model`` with its stock FFT and shape-dependent modules swapped for exportable equivalents.
 
     ``FourierUnit`` → ``MatrixDFTFourierUnit``; ``LayerNorm2d`` and ``KernelAggregation`` → versions whose channel
-    counts and kernel shapes are Python constants (batch of one). Parameters are shared with ``model``'s copy. The
-    exporter traces the module forwards (the inference engine never runs while tracing).
+    counts and kernel shapes are Python constants (batch of one). Only modules that are exactly the stock ones are
+    swapped (``_is_stock``); any other module is traced through its own forward. Parameters are shared with
+    ``model``'s copy. The exporter traces the module forwards (the inference engine never runs while tracing).
     """
     model = copy.deepcopy(model)
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
-            if isinstance(child, FourierUnit):
-                setattr(module, child_name, MatrixDFTFourierUnit(child))
-            elif isinstance(child, LayerNorm2d):
-                setattr(module, child_name, StaticLayerNorm2d(child))
-            elif isinstance(child, KernelAggregation):
-                setattr(module, child_name, StaticKernelAggregation(child))
+            if _is_stock(child):
+                setattr(module, child_name, _SWAPS[type(child)](child))
+    return model
+
+
+def traced_module(model):
+    """The module the export traces for ``model``: ``OnnxSRConvNet`` for the stock network, else (after an
+    ``EngineStepsAside`` warning naming the difference) ``to_exportable(model)``."""
+    difference = first_difference(model)
+    if difference is None:
+        return OnnxSRConvNet(model).float().cpu()
+    warnings.warn(f'srconvnet.export: {difference}; the ONNX graph is traced from this network\'s module forwards '
+                  '(dense DFT matrices: several times slower in ONNX Runtime than the stock network\'s graph)',
+                  EngineStepsAside, stacklevel=3)
+    return to_exportable(model).float().cpu()
+
+
+def scan_over_batch(model_proto, input_name='lq', output_name='sr'):
+    """The ONNX model that runs ``model_proto``'s one-image graph (input ``sample_<input_name>`` 1×C×H×W, output
+    ``sample_<output_name>``) on every image of an N×C×H×W batch: a ``Scan`` whose body is that graph (its
+    initializers moved into the body, where ONNX Runtime's optimisations treat them as constants)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = model_proto.graph
+    axis = helper.make_tensor('batch_axis', TensorProto.INT64, [1], [0])
+    body = helper.make_graph(
+        [helper.make_node('Unsqueeze', ['image', 'batch_axis'], [f'sample_{input_name}'])] + list(graph.node)
+        + [helper.make_node('Squeeze', [f'sample_{output_name}', 'batch_axis'], ['result'])],
+        'one_image', [helper.make_tensor_value_info('image', TensorProto.FLOAT, ['channels', 'height', 'width'])],
+        [helper.make_tensor_value_info('result', TensorProto.FLOAT, ['out_channels', 'out_height', 'out_width'])],
+        [axis] + list(graph.initializer))
+    scan = helper.make_node('Scan', [input_name], [output_name], num_scan_inputs=1, body=body)
+    outer = helper.make_graph(
+        [scan], graph.name,
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ['batch', 'channels', 'height', 'width'])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT,
+                                       ['batch', 'out_channels', 'out_height', 'out_width'])])
+    model = helper.make_model(outer, opset_imports=model_proto.opset_import, producer_name=model_proto.producer_name,
+                              producer_version=model_proto.producer_version)
+    model.ir_version = model_proto.ir_version
+    onnx.checker.check_model(model)
     return model
 
 
 def export_onnx(model, output_path, opset=DEFAULT_OPSET, sample_size=(32, 40), overwrite=False):
-    """Write ``model`` (an ``SRConvNet``) as ONNX to ``output_path`` with dynamic H and W; returns the path.
+    """Write ``model`` (an ``SRConvNet``) as ONNX to ``output_path`` with dynamic batch, H and W; returns the path.
 
-    The file is written with :func:`~srconvnet.atomic_write.atomic_write` (complete or not at all); an
-    existing file is replaced only with ``overwrite=True``, and is refused before the (slow) export starts.
+    Traces ``traced_module(model)`` on one image of ``sample_size`` and wraps it in ``scan_over_batch``. The file is
+    written with :func:`~srconvnet.atomic_write.atomic_write` (complete or not at all); an existing file is replaced
+    only with ``overwrite=True``, and is refused before the (slow) export starts.
     """
+    import onnx
+
     output_path = os.fspath(output_path)
     if os.path.exists(output_path) and not overwrite:
         raise FileExistsError(f'{output_path} exists; pass --overwrite to replace it')
-    exportable = to_exportable(model).float().eval().cpu()
-    sample = torch.rand(1, exportable.to_feat.in_channels, *sample_size)
-
-    def write(tmp_path):
-        with torch.inference_mode():
+    traced = traced_module(model).eval()
+    sample = torch.rand(1, model.to_feat.in_channels, *sample_size)
+    buffer = io.BytesIO()
+    with torch.inference_mode(), warnings.catch_warnings():
+        # the TorchScript exporter warns about itself being deprecated and about traced shape arithmetic
+        warnings.simplefilter('ignore')
+        try:
             torch.onnx.export(
-                exportable, (sample, ),
-                tmp_path,
+                traced, (sample, ),
+                buffer,
                 dynamo=False,  # the TorchScript exporter: no onnxscript dependency
                 opset_version=opset,
-                input_names=['lq'],
-                output_names=['sr'],
-                dynamic_axes={
-                    'lq': {
-                        2: 'height',
-                        3: 'width'
-                    },
-                    'sr': {
-                        2: 'out_height',
-                        3: 'out_width'
-                    }
-                })
-
-    atomic_write(output_path, write, overwrite=overwrite)
+                input_names=['sample_lq'],
+                output_names=['sample_sr'],
+                dynamic_axes={'sample_lq': {2: 'height', 3: 'width'}, 'sample_sr': {2: 'out_height', 3: 'out_width'}})
+        except torch.onnx.errors.OnnxExporterError as err:  # e.g. an edited module whose forward uses torch.fft
+            message = str(err).strip().splitlines()[0]
+            raise ValueError(f'this network cannot be exported to ONNX ({type(err).__name__}: {message})') from None
+    data = scan_over_batch(onnx.load_from_string(buffer.getvalue())).SerializeToString()
+    atomic_write(output_path, data, overwrite=overwrite)
     return output_path
 
 
 def main(argv=None):
     """Console entry point: ``python -m srconvnet.export --weights W out.onnx``."""
-    import warnings
-
     from srconvnet.infer import load_model
 
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -176,13 +229,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         model, config = load_model(args.weights, scale=args.scale, device='cpu')
-        with warnings.catch_warnings():
-            # the TorchScript exporter warns about itself being deprecated and about traced shape arithmetic
-            warnings.simplefilter('ignore')
-            export_onnx(model, args.output, opset=args.opset, overwrite=args.overwrite)
+        export_onnx(model, args.output, opset=args.opset, overwrite=args.overwrite)
     except (CheckpointError, FileExistsError, ValueError) as err:
         parser.exit(2, f'error: {err}\n')
-    print(f'wrote {args.output}: SRConvNet x{config["upscale"]}, input "lq" 1x3xHxW in [0,1], output "sr", '
+    print(f'wrote {args.output}: SRConvNet x{config["upscale"]}, input "lq" Nx3xHxW in [0,1], output "sr", '
           f'opset {args.opset}')
 
 

@@ -1,0 +1,36 @@
+"""scripts/benchmark_onnx.py runs end to end on a tiny size and reports what it claims (no timing asserted)."""
+import importlib
+import json
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+
+
+def test_benchmark_onnx_reports_both_paths(tmp_path, capsys):
+    sys.path.insert(0, str(REPO_ROOT / 'scripts'))
+    threads = torch.get_num_threads()
+    out = tmp_path / 'bench.json'
+    try:
+        bench = importlib.import_module('benchmark_onnx')
+        bench.main(['--out-size', '24', '35', '--scales', '3', '--runs', '2', '--threads', '1', '--ops', '3',
+                    '--json', str(out)])
+    finally:
+        torch.set_num_threads(threads)
+        sys.path.remove(str(REPO_ROOT / 'scripts'))
+    report = json.loads(out.read_text())
+    (row, ) = report['results']
+    assert row['scale'] == 3 and row['lr_size'] == [8, 12]
+    assert report['machine']['threads'] == 1 and report['machine']['onnxruntime']
+    for name in ('pytorch', 'onnxruntime'):
+        assert len(row['times_s'][name]) == 2 and min(row['times_s'][name]) > 0
+    times = row['times_s']
+    assert row['pair_ratios'] == pytest.approx([a / b for a, b in zip(times['onnxruntime'], times['pytorch'])])
+    assert row['max_abs_difference'] < 1e-4  # the exported graph computes the network
+    ops = row['ops']
+    assert len(ops) == 3 and all(op['op'] != 'Scan' and op['nodes'] >= 1 and 0 < op['share'] < 1 for op in ops)
+    printed = capsys.readouterr().out
+    assert '| ×3 | 8×12 |' in printed
+    assert f"CPU {report['machine']['cpu']['model']} (flags: " in printed and 'onnxruntime ' in printed
