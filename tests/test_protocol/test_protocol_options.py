@@ -117,10 +117,14 @@ def test_scales_share_everything_but_the_scale():
 
 
 def test_every_option_file_is_checked():
-    # the paper's protocol files (the demo's reduced config is package data, checked by the demo tests)
+    # the paper's protocol files (the demo's reduced config is package data, checked by the demo tests) and the
+    # real-world recipe's (pinned in tests/test_realworld/test_realworld_options.py)
     files = sorted(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / 'options').rglob('*SRConvNet*.yml'))
-    assert files == [f'options/test/SRConvNet/test_SRConvNet_x{s}.yml' for s in SCALES] + \
-        [f'options/train/SRConvNet/train_SRConvNet_x{s}.yml' for s in SCALES]
+    assert files == sorted([f'options/test/SRConvNet/test_SRConvNet_x{s}.yml' for s in SCALES] +
+                           [f'options/train/SRConvNet/train_SRConvNet_x{s}.yml' for s in SCALES] +
+                           [f'options/test/RealSRConvNet/test_RealSRConvNet_x{s}_real.yml' for s in (2, 4)] +
+                           [f'options/train/RealSRConvNet/train_RealSRConvNet_x{s}_stage{n}.yml'
+                            for s in (2, 4) for n in (1, 2)])
 
 
 def test_loss_weight_255_takes_the_authors_adam_steps():
