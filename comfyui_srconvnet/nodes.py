@@ -18,8 +18,8 @@ from srconvnet.tiling import ALPHA_UPSAMPLERS, DEFAULT_TILE_PAD, tile_boxes, ups
 NODE_NAME = 'SRConvNet Upscale'
 #: the largest tile size and overlap the node offers (input pixels)
 MAX_TILE = 8192
-#: the network's working set in float32 maps of ``num_feat`` channels per input pixel of the largest piece, for
-#: ComfyUI's ``free_memory`` (measured: docs/comfyui.md, "Tiling costs")
+#: the network's working set in float32 maps of ``num_feat`` channels over the largest piece, for ComfyUI's
+#: ``free_memory`` (about 6 to 7 measured on CPU: docs/comfyui.md, "What tiling costs")
 WORKING_MAPS = 8
 
 
@@ -84,7 +84,7 @@ def upscale_images(model, image, scale, tile_size=0, tile_overlap=DEFAULT_TILE_P
 def memory_required(model, image, tile_size, tile_overlap, scale):
     """Bytes to free on the device before a run (for ``comfy.model_management.free_memory``): the weights, one
     image in and out, and :data:`WORKING_MAPS` maps of ``num_feat`` channels over the largest piece."""
-    _, height, width, channels = image.shape
+    _, height, width, _ = image.shape
     if tile_size > 0:
         height, width = min(height, tile_size + 2 * tile_overlap), min(width, tile_size + 2 * tile_overlap)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())

@@ -15,13 +15,13 @@ for the reference). What it does:
    ComfyUI-Manager runs it. It must only add packages (none of ComfyUI's changes), and basicsr is not among them.
 3. ``main.py --cpu --listen 127.0.0.1 --port <free port>``, then over HTTP (``/upload/image``, ``/prompt``,
    ``/history``, ``/view``, the ``/ws`` progress messages) on a 600x400 photograph and a random SRConvNet x4:
-   - ComfyUI's "Load Upscale Model" reads the SRConvNet ``.safetensors`` and ``.pth`` files;
+   - ComfyUI's "Load Upscale Model" reads SRConvNet files: ``.safetensors``, BasicSR ``.pth`` and the authors' ``.pt``;
    - our node, whole image: equal to ``srconvnet-infer --tile 0`` up to 8-bit rounding (ComfyUI's SaveImage
      truncates, srconvnet-infer rounds: at most 1 level apart);
    - our node, 512-pixel tiles with 32 pixels of overlap: equal to ``srconvnet-infer --tile 512 --tile-pad 32`` up to
      rounding, with one progress message per tile;
-   - ComfyUI's own "Upscale Image (using Model)" on the same model (its 512/32 tiling; the difference from the
-     whole image is printed);
+   - ComfyUI's own "Upscale Image (using Model)" on the same model (its 512/32 tiling; the difference from our
+     whole image is printed, and what it does with an RGBA image);
    - an RGBA image (LoadImage, then "Join Image with Alpha") gives RGBA equal to ``srconvnet-infer``'s;
    - a model that is not SRConvNet gives a node error naming its architecture.
 4. The server is stopped whatever happens. One summary line; exit status 0 when every check passed, 1 when one
@@ -205,10 +205,13 @@ def write_inputs(folder):
             if name.endswith('layer_scale'):
                 p.normal_()
     files = {'safetensors': folder / 'SRConvNet_x4_random.safetensors', 'pth': folder / 'SRConvNet_x4_random.pth',
-             'other': folder / 'Compact_x4_random.safetensors', 'photo': folder / 'coffee.png',
-             'rgba': folder / 'rgba.png'}
+             'authors': folder / 'model_x4_random_authors.pt', 'other': folder / 'Compact_x4_random.safetensors',
+             'photo': folder / 'coffee.png', 'rgba': folder / 'rgba.png'}
     save_state_dict(net.state_dict(), files['safetensors'])
     save_state_dict(net.state_dict(), files['pth'])
+    # the authors' training checkpoint: DataParallel's module. prefixes under model_state_dict, beside the epoch
+    torch.save({'epoch': 1, 'model_state_dict': {f'module.{k}': v for k, v in net.state_dict().items()}},
+               files['authors'])
     save_state_dict(Compact(num_feat=16, num_conv=2, upscale=4).state_dict(), files['other'])
     photo = data.coffee()  # 400x600 RGB
     assert photo.shape == (400, 600, 3), photo.shape
@@ -435,8 +438,10 @@ def checks(python, server, files, work, deadline):
         tiled = succeeded(server.execute(graph(photo, pth, 'SRConvNetUpscale', {'tile_size': 512, 'tile_overlap': 32},
                                                prefix='ours_tiled'), client_id, deadline), 'our node, tiles')
         progress = listener.progress(tiled, 'upscale')
-    builtin = succeeded(server.execute(graph(photo, st, 'ImageUpscaleWithModel', prefix='builtin'), client_id,
-                                       deadline), 'ComfyUI\'s node')
+    builtin = succeeded(server.execute(graph(photo, files['authors'].name, 'ImageUpscaleWithModel', prefix='builtin'),
+                                       client_id, deadline), 'ComfyUI\'s node, the authors\' layout')
+    builtin_rgba = server.execute(graph(rgba, st, 'ImageUpscaleWithModel', rgba=True, prefix='builtin_rgba'),
+                                  client_id, deadline)
     ours_rgba = succeeded(server.execute(graph(rgba, st, 'SRConvNetUpscale', rgba=True, prefix='ours_rgba'),
                                          client_id, deadline), 'our node, RGBA')
     refused = server.execute(graph(photo, other, 'SRConvNetUpscale', prefix='refused'), client_id, deadline)
@@ -461,7 +466,10 @@ def checks(python, server, files, work, deadline):
     results.append(f'ours 512/32 tiles (.pth) = srconvnet-infer --tile 512 within {d}/255, progress {progress}')
 
     d = max_diff(server.image(builtin, 'save'), ours, 'ComfyUI\'s node vs ours')
-    results.append(f'ComfyUI\'s node (512/32) vs ours whole: {d}/255')
+    results.append(f'ComfyUI\'s node (512/32, the authors\' .pt) vs ours whole: {d}/255')
+    error = node_error(builtin_rgba)  # what ComfyUI's own node does with RGBA: reported, not checked
+    results.append(f'ComfyUI\'s node on RGBA: {builtin_rgba["status"]["status_str"]}'
+                   + (f' ({error[1]}: {error[2].strip().splitlines()[0]})' if error else ''))
 
     out = server.image(ours_rgba, 'save')
     if out.ndim != 3 or out.shape[2] != 4:

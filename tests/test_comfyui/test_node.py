@@ -41,7 +41,8 @@ def test_loading_the_folder_registers_srconvnet_with_spandrel():
         from comfyui_helpers import descriptor, load_node_folder
         before = 'SRConvNet' in spandrel.MAIN_REGISTRY
         load_node_folder('custom_nodes_x_one'), load_node_folder('custom_nodes_x_two')
-        print(before, descriptor().architecture.id, sum(a.architecture.id == 'SRConvNet' for a in spandrel.MAIN_REGISTRY))
+        registered = sum(a.architecture.id == 'SRConvNet' for a in spandrel.MAIN_REGISTRY)
+        print(before, descriptor().architecture.id, registered)
     ''')
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -104,7 +105,7 @@ def test_rgba_is_upscaled_as_srconvnet_infer_does(nodes, alpha_upsampler):
 def test_other_architectures_and_bad_inputs_are_refused_with_one_clear_line(nodes):
     compact = ModelLoader().load_from_state_dict(Compact(num_feat=8, num_conv=1, upscale=2).state_dict())
     image = comfy_image(1, 8, 8, 3)
-    with pytest.raises(ValueError, match=r'^SRConvNet Upscale: the upscale model is RealESRGAN Compact, not SRConvNet;'):
+    with pytest.raises(ValueError, match=r'^SRConvNet Upscale: the upscale model is RealESRGAN Compact, not SRConvNet'):
         nodes.SRConvNetUpscale().upscale(compact, image)
     with pytest.raises(ValueError, match='the upscale model is str, not SRConvNet'):
         nodes.SRConvNetUpscale().upscale('model.pth', image)
