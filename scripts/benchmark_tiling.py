@@ -8,10 +8,17 @@ much, on scikit-image's photographs used as low-resolution inputs:
     python scripts/benchmark_tiling.py --weights net_g.pth   # your trained checkpoint
     python scripts/benchmark_tiling.py --model quick-train   # a small model trained here first (slow on CPU)
     python scripts/benchmark_tiling.py --memory              # also peak memory of a 3840×2160 output (default config)
+    python scripts/benchmark_tiling.py --hosts --comfyui ../shared/ComfyUI   # the tilers of srconvnet-infer and ComfyUI
 
 PSNR is over the RGB output in [0, 1] (clamped, not quantised), whole-image output as the reference. Peak memory is the
 peak resident set size of a fresh process (``VmHWM``) minus its peak just before the forward pass, on CPU; on CUDA it
 is ``torch.cuda.max_memory_allocated``.
+
+``--hosts`` compares, on one whole photograph (coffee, 600×400, as the ×4 input), the whole-image output with the
+plugin's tiler (``srconvnet.tiling``: ``srconvnet-infer --tile``, the ComfyUI node's ``tile_size``) and with
+ComfyUI's own ``comfy.utils.tiled_scale`` as its "Upscale Image (using Model)" node calls it (512-pixel tiles, 32 of
+overlap, feathered blending; imported from the ComfyUI tree given by ``--comfyui``, never copied): the largest
+difference in 8-bit levels, PSNR, time and peak memory, each setting in a fresh process.
 """
 import argparse
 import json
@@ -20,6 +27,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -29,7 +37,8 @@ import torch.nn.functional as F
 import srconvnet_plugin  # noqa: F401  (basicsr import shims, arch registration)
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write
-from srconvnet.infer import load_model, upscale_tensor
+from srconvnet.infer import load_model
+from srconvnet.tiling import upscale_tensor
 
 TRAIN_IMAGES = ('astronaut', 'chelsea', 'rocket', 'immunohistochemistry')
 EVAL_IMAGES = ('coffee', 'astronaut', 'rocket', 'chelsea')
@@ -174,6 +183,85 @@ def memory_table(settings, device, log=print):
         log(f'  4K output, tile {tile} pad {pad}: peak {rows[-1]["peak_mib"]} MiB, {rows[-1]["seconds"]}s')
     return rows
 
+#: --hosts settings: (tiler, tile, overlap); 'whole' is the reference
+HOST_SETTINGS = (('whole', 0, 0), ('plugin', 512, 32), ('plugin', 256, 32), ('plugin', 128, 32), ('comfyui', 512, 32),
+                 ('comfyui', 256, 32))
+#: --host-models: the random model of scripts/comfyui_check.py (layer scales N(0, 1), seed 0) and the default one
+HOST_MODELS = ('check', 'default')
+
+
+def host_model(kind):
+    """``'check'``: scripts/comfyui_check.py's SRConvNet (16 features, 2 blocks, x4, layer scales N(0, 1), seed 0);
+    ``'default'``: the default configuration x4 with its default random initialisation (seed 0)."""
+    torch.manual_seed(0)
+    if kind == 'default':
+        return SRConvNet(upscale=4).eval()
+    model = SRConvNet(**SMALL_CONFIG)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith('layer_scale'):
+                p.normal_()
+    return model.eval()
+
+
+def host_child(tiler, tile, pad, model_kind, image, comfyui, out_path):
+    """One setting of --hosts in this (fresh) process: writes the output (.npy), prints time and peak memory."""
+    model = host_model(model_kind)
+    lq = photo(image)
+    if tiler == 'comfyui':
+        sys.path.insert(0, os.path.abspath(comfyui))
+        import comfy.utils
+        from spandrel import ModelLoader
+
+        from srconvnet.spandrel_support import install
+        install()
+        upscale_model = ModelLoader().load_from_state_dict(model.state_dict()).eval()  # what its loader gives
+    before = peak_rss_mib()
+    start = time.perf_counter()
+    if tiler == 'comfyui':
+        with torch.inference_mode():  # as ComfyUI's node: tiled_scale over the descriptor, then clamp
+            out = comfy.utils.tiled_scale(lq, lambda a: upscale_model(a), tile_x=tile, tile_y=tile, overlap=pad,
+                                          upscale_amount=upscale_model.scale).clamp(0, 1)
+    else:
+        out = upscale_tensor(model, lq, 4, tile=tile, tile_pad=pad)
+    seconds = time.perf_counter() - start
+    peak = peak_rss_mib() - before
+    np.save(out_path, out[0].numpy())
+    print(json.dumps({'seconds': seconds, 'peak_mib': peak, 'out_mib': out.numel() * 4 / 2**20}))
+
+
+def host_table(model_kind, image, comfyui, repeats, log=print):
+    """Every HOST_SETTINGS against the whole image, for one model; each run in a fresh process, ``repeats`` rounds
+    through all settings (time: the fastest round; memory: the largest peak)."""
+    folder = tempfile.mkdtemp(prefix='tiling-hosts-')
+    runs = {}
+    for _ in range(repeats):
+        for tiler, tile, pad in HOST_SETTINGS:
+            if tiler == 'comfyui' and not comfyui:
+                continue
+            out_path = os.path.join(folder, f'{tiler}_{tile}_{pad}.npy')
+            cmd = [sys.executable, os.path.abspath(__file__), '--host-child', tiler, str(tile), str(pad), model_kind,
+                   image, comfyui or '', out_path]
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f'{tiler} {tile}/{pad} failed:\n{result.stderr[-3000:]}')
+            runs.setdefault((tiler, tile, pad), []).append(json.loads(result.stdout.strip().splitlines()[-1]))
+    whole = torch.from_numpy(np.load(os.path.join(folder, 'whole_0_0.npy')))
+    rows = []
+    for (tiler, tile, pad), measured in runs.items():
+        out = torch.from_numpy(np.load(os.path.join(folder, f'{tiler}_{tile}_{pad}.npy')))
+        rows.append({'tiler': tiler, 'tile': tile, 'overlap': pad, 'psnr_db': psnr(out, whole),
+                     'max_abs_diff_8bit': (out - whole).abs().max().item() * 255,
+                     'seconds': min(m['seconds'] for m in measured), 'peak_mib': max(m['peak_mib'] for m in measured),
+                     'out_mib': measured[0]['out_mib']})
+        r = rows[-1]
+        log(f'  {tiler} {tile}/{pad}: {r["psnr_db"]:.1f} dB, max |diff| {r["max_abs_diff_8bit"]:.3f}/255, '
+            f'{r["seconds"]:.1f} s, peak {r["peak_mib"]:.0f} MiB')
+    for name in os.listdir(folder):
+        os.remove(os.path.join(folder, name))
+    os.rmdir(folder)
+    return rows
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -193,10 +281,32 @@ def main():
     parser.add_argument('--memory-tiles', type=int, nargs='+', default=[0, 512, 256])
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out', help='write the results as JSON here')
+    parser.add_argument('--hosts', action='store_true',
+                        help='only the comparison of the tilers on one whole photograph (see the top of this file)')
+    parser.add_argument('--comfyui', help='with --hosts: a ComfyUI source tree, to measure its tiled_scale too')
+    parser.add_argument('--host-models', nargs='+', choices=HOST_MODELS, default=list(HOST_MODELS))
+    parser.add_argument('--host-image', default='coffee')
+    parser.add_argument('--repeats', type=int, default=2, help='with --hosts: rounds through the settings')
     parser.add_argument('--memory-child', type=int, nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument('--host-child', nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child, args.device)
+        return
+    if args.host_child:
+        tiler, tile, pad, model_kind, image, comfyui, out_path = args.host_child
+        host_child(tiler, int(tile), int(pad), model_kind, image, comfyui, out_path)
+        return
+    if args.hosts:
+        from srconvnet_plugin.utils.profiling import describe_machine, machine_info
+        info = machine_info(torch.device('cpu'))
+        print(describe_machine(info))
+        results = {'machine': info, 'image': args.host_image, 'hosts': {}}
+        for kind in args.host_models:
+            print(f'{kind} model, {args.host_image} x4, tiled vs whole image:')
+            results['hosts'][kind] = host_table(kind, args.host_image, args.comfyui, args.repeats)
+        if args.out:
+            atomic_write(args.out, json.dumps(results, indent=1).encode('utf-8'))
         return
 
     results = {}

@@ -32,13 +32,12 @@ except ImportError as e:
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write
 from srconvnet.checkpoints import CheckpointError, load_srconvnet
+# the tiler lives in tiling.py (torch only, shared with the ComfyUI node); its names stay importable from here
+from srconvnet.tiling import (ALPHA_UPSAMPLERS, DEFAULT_TILE, DEFAULT_TILE_PAD, tile_boxes, upscale_alpha,  # noqa: F401
+                              upscale_tensor)
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff')
 OUTPUT_EXTENSIONS = ('png', 'jpg', 'webp', 'tif')
-# Defaults chosen from scripts/benchmark_tiling.py (numbers in docs/inference.md): inputs up to DEFAULT_TILE pixels on
-# each side run whole (exact), larger ones in tiles of DEFAULT_TILE with DEFAULT_TILE_PAD pixels of context.
-DEFAULT_TILE = 512
-DEFAULT_TILE_PAD = 32
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
@@ -98,54 +97,6 @@ def check_precision(precision, device):
 # network on arrays
 
 
-def _run(model, lq, autocast_dtype):
-    """Model forward on a 1×3×h×w tensor, under autocast when asked; float32 output."""
-    if autocast_dtype is None:
-        return model(lq).float()
-    with torch.autocast(device_type=lq.device.type, dtype=autocast_dtype):
-        return model(lq).float()
-
-
-def tile_boxes(height, width, tile, tile_pad):
-    """Tiles of an h×w image: list of ``(core, padded)`` boxes ``(y0, y1, x0, x1)`` in LR pixels.
-
-    The cores partition the image into ``tile``×``tile`` pieces (smaller at the right and bottom edges); each padded
-    box is its core grown by ``tile_pad`` on every side, clipped to the image. ``tile <= 0`` gives one whole tile.
-    """
-    if tile <= 0 or (height <= tile and width <= tile):
-        box = (0, height, 0, width)
-        return [(box, box)]
-    boxes = []
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
-            padded = (max(y0 - tile_pad, 0), min(y1 + tile_pad, height), max(x0 - tile_pad, 0),
-                      min(x1 + tile_pad, width))
-            boxes.append(((y0, y1, x0, x1), padded))
-    return boxes
-
-
-@torch.inference_mode()
-def upscale_tensor(model, lq, scale, tile=0, tile_pad=DEFAULT_TILE_PAD, autocast_dtype=None, progress=False):
-    """Upscale a 1×3×h×w tensor in [0, 1] on the model's device; returns a CPU float32 1×3×sh×sw tensor in [0, 1].
-
-    With ``tile > 0`` and an image larger than ``tile`` on some side, each tile is run with ``tile_pad`` pixels of
-    context and only its core is kept (as Real-ESRGAN's ``tile_process``), so memory is bounded by the tile size.
-    """
-    _, channels, height, width = lq.shape
-    boxes = tile_boxes(height, width, tile, tile_pad)
-    if len(boxes) == 1:
-        return _run(model, lq, autocast_dtype).clamp_(0, 1).cpu()
-    out = torch.empty(1, channels, height * scale, width * scale)
-    for (y0, y1, x0, x1), (py0, py1, px0, px1) in tqdm(boxes, desc='tiles', unit='tile', leave=False,
-                                                         disable=not progress):
-        sr = _run(model, lq[:, :, py0:py1, px0:px1], autocast_dtype)
-        oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
-        out[:, :, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = sr[:, :, oy:oy + (y1 - y0) * scale,
-                                                                    ox:ox + (x1 - x0) * scale].clamp(0, 1).cpu()
-    return out
-
-
 def upscale_rgb(model, rgb, scale, device, **kwargs):
     """Upscale an h×w×3 float32 RGB array in [0, 1]; returns an sh×sw×3 float32 array in [0, 1]."""
     lq = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0).to(device)
@@ -195,13 +146,9 @@ def upscale_image(model, img, max_value, scale, device, alpha_upsampler='model',
     else:
         out = cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
     if alpha is not None:
-        if alpha_upsampler == 'model':
-            alpha_up = upscale_rgb(model, cv2.cvtColor(alpha, cv2.COLOR_GRAY2RGB), scale, device, **kwargs)
-            alpha_up = cv2.cvtColor(alpha_up, cv2.COLOR_RGB2GRAY)
-        else:
-            h, w = alpha.shape
-            alpha_up = cv2.resize(alpha, (w * scale, h * scale), interpolation=cv2.INTER_LINEAR)
-        out = np.dstack((out, alpha_up))
+        alpha_up = upscale_alpha(model, torch.from_numpy(np.ascontiguousarray(alpha))[None, None].to(device), scale,
+                                 alpha_upsampler, **kwargs)
+        out = np.dstack((out, alpha_up[0, 0].numpy()))
     out = np.clip(np.round(out * max_value), 0, max_value)
     return out.astype(np.uint16 if max_value == 65535 else np.uint8)
 
@@ -273,7 +220,7 @@ def run(input_path,
     """Upscale ``input_path`` (file or folder) into ``output_dir``; returns the list of written paths."""
     if tile < 0 or tile_pad < 0:
         raise InferenceError(f'--tile and --tile-pad must be >= 0, got {tile} and {tile_pad}')
-    if alpha_upsampler not in ('model', 'bilinear'):
+    if alpha_upsampler not in ALPHA_UPSAMPLERS:
         raise InferenceError(f'--alpha-upsampler must be model or bilinear, got {alpha_upsampler!r}')
     device = resolve_device(device)
     autocast_dtype = check_precision(precision, device)
@@ -330,7 +277,7 @@ def main(argv=None):
     parser.add_argument('--suffix', default=None, help='appended to output names (default x<scale>)')
     parser.add_argument('--ext', default='auto', help='auto (input format; PNG for 16-bit or alpha when needed), '
                         'png, jpg, webp or tif')
-    parser.add_argument('--alpha-upsampler', default='model', choices=('model', 'bilinear'),
+    parser.add_argument('--alpha-upsampler', default='model', choices=ALPHA_UPSAMPLERS,
                         help='how the alpha channel is upscaled (default: by the network, as Real-ESRGAN)')
     parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')

@@ -3,7 +3,6 @@ import os
 
 import torch
 
-from basicsr.archs.edsr_arch import EDSR
 from srconvnet.archs.srconvnet_arch import SRConvNet
 
 #: the tiny network of the pipeline tests (tests/test_stack/stack_options.py TINY_NET), at x4
@@ -44,6 +43,7 @@ def bad_files(folder):
     """``{kind: path}`` of the bad checkpoints: truncated ``.pth`` and ``.safetensors``, a pickle holding code (it
     would create ``folder/code_ran``), a real basicsr EDSR x4, an SRConvNet x3 (the tests ask for x4) and a path
     where there is no file."""
+    from basicsr.archs.edsr_arch import EDSR  # here: the other helpers serve core-only tests (test_comfyui)
     from srconvnet.checkpoints import save_state_dict
     good = srconvnet().state_dict()
     save_state_dict(good, folder / 'good.pth')
