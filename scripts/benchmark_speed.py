@@ -99,17 +99,18 @@ def runner(model, x, device, precision='fp32', channels_last=False, compile_mode
     return run
 
 
-def time_alternately(runs, repeats, warmup=1):
-    """Seconds per call of each function in ``runs`` (dict), called in turn ``repeats`` times after ``warmup``."""
+def time_alternately(runs, repeats, warmup=1, clock=time.perf_counter):
+    """Seconds per call of each function in ``runs`` (dict), called in turn ``repeats`` times after ``warmup``
+    (``clock``: wall time, or ``time.process_time`` for the CPU time of a single-threaded process)."""
     for _ in range(warmup):
         for run in runs.values():
             run()
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            start = time.perf_counter()
+            start = clock()
             run()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return times
 
 
@@ -257,6 +258,9 @@ def main(argv=None):
     parser.add_argument('--weights', default=None, help='checkpoint for --psnr (default: random init)')
     parser.add_argument('--ops', type=int, default=0, metavar='N',
                         help="also list SRConvNet's N most expensive operators at each scale (torch.profiler)")
+    parser.add_argument('--cpu-time', action='store_true',
+                        help='time CPU seconds of the process instead of wall time (with --threads 1: steadier on a '
+                             'machine that other processes load)')
     parser.add_argument('--isa', default=None, choices=sorted(ISA_ENV),
                         help='cap torch (ATen), oneDNN and MKL at this instruction set, to measure on an AVX-512 '
                              'machine what an AVX2-only CPU runs (the benchmark reruns itself in a child process '
@@ -275,6 +279,8 @@ def main(argv=None):
         return
     if args.runs < 1:
         parser.error(f'--runs must be at least 1, got {args.runs}')
+    if args.cpu_time and args.threads != 1:
+        parser.error('--cpu-time needs --threads 1 (with more threads, waiting threads count as CPU time)')
     if args.ops < 0:
         parser.error(f'--ops must be 0 or more, got {args.ops}')
     ops_passes = min(args.runs, 3)  # profiled forward passes per scale for --ops
@@ -293,7 +299,7 @@ def main(argv=None):
     machine['isa_cap'] = ISA_ENV[args.isa] if args.isa else None
     print(f'{describe_machine(machine)}{isa_note(args.isa)}, SRConvNet {args.precision}'
           f'{" channels-last" if args.channels_last else ""}{" compiled" if args.compile else ""}, EDSR-baseline fp32'
-          f'{_allocator_settings()}')
+          f'{_allocator_settings()}{", CPU time" if args.cpu_time else ", wall time"}')
     print('| scale | LR input | SRConvNet median (min-max) | EDSR-baseline median (min-max) | ratio (pairs) | '
           'SRConvNet GMAC/s | peak memory SRConvNet / EDSR |')
     print('|---|---|---|---|---|---|---|')
@@ -306,7 +312,8 @@ def main(argv=None):
                                 args.compile),
             'edsr': runner(build('edsr', scale), x, device),
         }
-        times = time_alternately(runs, args.runs, args.warmup)
+        clock = time.process_time if args.cpu_time else time.perf_counter
+        times = time_alternately(runs, args.runs, args.warmup, clock)
         ratio = statistics.median(times['srconvnet']) / statistics.median(times['edsr'])
         pair_ratios = [a / b for a, b in zip(times['srconvnet'], times['edsr'])]
         # MACs scale with the output area (the FFTs' log factor aside)
