@@ -7,6 +7,7 @@ Usage (the numbers of docs/speed.md; 2 threads as on the 2-core CI machine)::
     PYTHONPATH=$PWD python scripts/benchmark_speed.py --scales 4 --psnr --precision bf16  # its PSNR cost
     PYTHONPATH=$PWD python scripts/benchmark_speed.py --device cuda --precision fp16 --channels-last --compile
     PYTHONPATH=$PWD python scripts/benchmark_speed.py --scales 3 --ops 25    # where SRConvNet's time goes, by operator
+    PYTHONPATH=$PWD python scripts/benchmark_speed.py --threads 2 --isa avx2    # an AVX2-only CPU, on an AVX-512 one
 
 For each scale the LR input is ceil(720 / s) × ceil(1280 / s) (180×320 at ×4), so the output is 720p (720×1281 at ×3).
 SRConvNet (authors' default config, random weights: speed does not depend on them) and the yardstick EDSR-baseline
@@ -20,6 +21,11 @@ machine whose speed drifts, that range shows how far a single comparison can mov
 ``--ops N`` adds SRConvNet's N most expensive operators at each scale (``torch.profiler``: self time per operator
 and input shapes, the minimum over ``min(--runs, 3)`` separately profiled forward passes, which is steadier than one
 pass on a machine whose speed drifts).
+
+``--isa avx2`` caps torch's own kernels, oneDNN and MKL at AVX2 (``ATEN_CPU_CAPABILITY=avx2``,
+``ONEDNN_MAX_CPU_ISA=AVX2``, ``MKL_ENABLE_INSTRUCTIONS=AVX2``; the benchmark reruns itself in a child process with
+them set, since they are read when torch starts): on an AVX-512 machine it measures the kernels an AVX2-only CPU
+runs (emulation: same caches, memory and clock as the host). The header line names the cap.
 """
 import argparse
 import json
@@ -27,6 +33,8 @@ import math
 import multiprocessing
 import os
 import statistics
+import subprocess
+import sys
 import time
 from contextlib import nullcontext
 
@@ -42,6 +50,10 @@ from srconvnet_plugin.utils.profiling import describe_machine, machine_info
 
 OUT_SIZE = (720, 1280)
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+# --isa: the environment that caps torch's own kernels (ATen), oneDNN and MKL at an instruction set, so that an
+# AVX-512 machine measures what an AVX2-only CPU (AMD Zen 2/3, Intel consumer chips since Alder Lake) runs; read once
+# when torch starts, hence set for a child process
+ISA_ENV = {'avx2': {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MKL_ENABLE_INSTRUCTIONS': 'AVX2'}}
 # SRConvNet's multiply-accumulates for a 720p output with the default config, FFTs included (SPEC.md)
 SRCONVNET_MACS = {2: 81.74e9, 3: 39.19e9, 4: 25.28e9}
 
@@ -87,17 +99,18 @@ def runner(model, x, device, precision='fp32', channels_last=False, compile_mode
     return run
 
 
-def time_alternately(runs, repeats, warmup=1):
-    """Seconds per call of each function in ``runs`` (dict), called in turn ``repeats`` times after ``warmup``."""
+def time_alternately(runs, repeats, warmup=1, clock=time.perf_counter):
+    """Seconds per call of each function in ``runs`` (dict), called in turn ``repeats`` times after ``warmup``
+    (``clock``: wall time, or ``time.process_time`` for the CPU time of a single-threaded process)."""
     for _ in range(warmup):
         for run in runs.values():
             run()
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            start = time.perf_counter()
+            start = clock()
             run()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return times
 
 
@@ -209,6 +222,19 @@ def operator_breakdown(run, device, passes=3, top=20):
             for (op, shapes), (calls, ms) in rows]
 
 
+def isa_environment(isa):
+    """Whether this process was started with the variables of ``ISA_ENV[isa]``."""
+    return all(os.environ.get(k) == v for k, v in ISA_ENV[isa].items())
+
+
+def isa_note(isa):
+    """', instruction set capped at ...' for the header line, or '' without --isa."""
+    if isa is None:
+        return ''
+    settings = ' '.join(f'{k}={v}' for k, v in ISA_ENV[isa].items())
+    return f', instruction set capped at {isa.upper()} ({settings})'
+
+
 def _fmt(times):
     med = statistics.median(times)
     return f'{med * 1e3:.0f} ms ({min(times) * 1e3:.0f}-{max(times) * 1e3:.0f})'
@@ -232,10 +258,29 @@ def main(argv=None):
     parser.add_argument('--weights', default=None, help='checkpoint for --psnr (default: random init)')
     parser.add_argument('--ops', type=int, default=0, metavar='N',
                         help="also list SRConvNet's N most expensive operators at each scale (torch.profiler)")
+    parser.add_argument('--cpu-time', action='store_true',
+                        help='time CPU seconds of the process instead of wall time (with --threads 1: steadier on a '
+                             'machine that other processes load)')
+    parser.add_argument('--isa', default=None, choices=sorted(ISA_ENV),
+                        help='cap torch (ATen), oneDNN and MKL at this instruction set, to measure on an AVX-512 '
+                             'machine what an AVX2-only CPU runs (the benchmark reruns itself in a child process '
+                             'with the variables set)')
     parser.add_argument('--json', default=None, help='write the results to this JSON file too')
     args = parser.parse_args(argv)
+    if args.isa and not isa_environment(args.isa):
+        # torch, oneDNN and MKL read these variables when they start: the benchmark runs in a child that has them
+        argv = sys.argv[1:] if argv is None else list(argv)
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.pathsep.join(p for p in (repo, os.environ.get('PYTHONPATH')) if p)
+        child = subprocess.run([sys.executable, os.path.abspath(__file__), *argv],
+                               env=dict(os.environ, PYTHONPATH=path, **ISA_ENV[args.isa]))
+        if child.returncode:
+            raise SystemExit(child.returncode)
+        return
     if args.runs < 1:
         parser.error(f'--runs must be at least 1, got {args.runs}')
+    if args.cpu_time and args.threads != 1:
+        parser.error('--cpu-time needs --threads 1 (with more threads, waiting threads count as CPU time)')
     if args.ops < 0:
         parser.error(f'--ops must be 0 or more, got {args.ops}')
     ops_passes = min(args.runs, 3)  # profiled forward passes per scale for --ops
@@ -248,9 +293,13 @@ def main(argv=None):
         parser.error('--precision fp16 is for GPUs; on CPU use bf16')
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.isa and torch.backends.cpu.get_cpu_capability() != args.isa.upper():
+        parser.error(f'--isa {args.isa}: torch runs with CPU capability {torch.backends.cpu.get_cpu_capability()}')
     machine = machine_info(device)
-    print(f'{describe_machine(machine)}, SRConvNet {args.precision}{" channels-last" if args.channels_last else ""}'
-          f'{" compiled" if args.compile else ""}, EDSR-baseline fp32{_allocator_settings()}')
+    machine['isa_cap'] = ISA_ENV[args.isa] if args.isa else None
+    print(f'{describe_machine(machine)}{isa_note(args.isa)}, SRConvNet {args.precision}'
+          f'{" channels-last" if args.channels_last else ""}{" compiled" if args.compile else ""}, EDSR-baseline fp32'
+          f'{_allocator_settings()}{", CPU time" if args.cpu_time else ", wall time"}')
     print('| scale | LR input | SRConvNet median (min-max) | EDSR-baseline median (min-max) | ratio (pairs) | '
           'SRConvNet GMAC/s | peak memory SRConvNet / EDSR |')
     print('|---|---|---|---|---|---|---|')
@@ -263,7 +312,8 @@ def main(argv=None):
                                 args.compile),
             'edsr': runner(build('edsr', scale), x, device),
         }
-        times = time_alternately(runs, args.runs, args.warmup)
+        clock = time.process_time if args.cpu_time else time.perf_counter
+        times = time_alternately(runs, args.runs, args.warmup, clock)
         ratio = statistics.median(times['srconvnet']) / statistics.median(times['edsr'])
         pair_ratios = [a / b for a, b in zip(times['srconvnet'], times['edsr'])]
         # MACs scale with the output area (the FFTs' log factor aside)

@@ -13,6 +13,11 @@ Usage (``scripts/gpu_check.sh`` runs it after the CUDA tests)::
   and peak allocated memory of the steps.
 * Inference (x4, LR 180x320 -> 720x1280, batch 1, ``torch.inference_mode``: ``benchmark_speed.runner``): SRConvNet and
   EDSR-baseline in fp32 / bf16 / fp16 autocast, eager; ms per frame (median).
+* Dynamic depthwise convs, which form to train with: forward + backward of one 7x7 ``DynamicConv`` (64 channels, the
+  training batch of 64x64 maps, channels-last as in the network) computed per sample (the module forward: one conv per
+  sample) or with the batch folded into the conv groups (the authors' form: one conv with groups = B*C,
+  ``dynamic_conv_grouped``), fp32 and bf16, eager and compiled; and SRConvNet's fp32 training step with every dynamic
+  conv in the grouped form, eager and compiled, beside the module forward's rows above.
 
 Each configuration runs inside its own try/except (a failure, e.g. out of memory or a compile error, is recorded with
 its message and the next one runs) and within a time budget (``--config-budget`` seconds of timed steps; compile time
@@ -36,9 +41,58 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark_speed import build, runner  # noqa: E402
 from benchmark_train import batch, train_step  # noqa: E402
+from srconvnet.archs.srconvnet_arch import DynamicConv  # noqa: E402
 from srconvnet_plugin.utils.profiling import describe_machine, machine_info  # noqa: E402
 
 SCALE = 4
+DYNCONV_FORMS = ('per-sample', 'grouped')
+
+
+def dynamic_conv_grouped(conv, x):
+    """``conv(x)`` for a ``DynamicConv`` ``conv``, from its own parameters, with the batch folded into the conv
+    groups (the authors' form): one depthwise conv of the 1 x (B*C) x H x W map with groups = B*C, instead of the
+    module forward's one conv per sample. The same numbers (to rounding)."""
+    aggregation = conv.aggregation
+    attention = conv.attention(x)
+    b, c, h, w = x.shape
+    k = aggregation.kernel_size
+    weight = (attention @ aggregation.weight.flatten(1)).view(b * c, 1, k, k).to(x.dtype)
+    bias = (attention @ aggregation.bias).flatten().to(x.dtype)
+    out = torch.nn.functional.conv2d(x.reshape(1, b * c, h, w), weight, bias, padding=k // 2, groups=b * c)
+    return out.view(b, c, h, w)
+
+
+def use_grouped_dynamic_convs(model):
+    """``model`` with every ``DynamicConv`` computed by ``dynamic_conv_grouped`` (an instance forward)."""
+    for module in model.modules():
+        if isinstance(module, DynamicConv):
+            module.forward = lambda x, conv=module: dynamic_conv_grouped(conv, x)
+    return model
+
+
+def dynamic_conv_step(form, x, device, precision='fp32', compile_model=False, compile_mode='default'):
+    """A function running one synchronised forward + backward of a 7x7 ``DynamicConv`` (C = channels of ``x``, 16
+    kernels) on ``x`` in the given ``form`` ('per-sample': the module forward; 'grouped': ``dynamic_conv_grouped``)."""
+    torch.manual_seed(0)
+    conv = DynamicConv(x.shape[1], 7, 16).to(device)
+    x = x.to(device).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    forward = conv if form == 'per-sample' else (lambda t: dynamic_conv_grouped(conv, t))
+    if compile_model:
+        forward = (torch.compile(forward, backend=compile_mode[len('backend:'):]) if compile_mode.startswith('backend:')
+                   else torch.compile(forward, mode=compile_mode))
+    dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
+
+    def step():
+        conv.zero_grad(set_to_none=True)
+        x.grad = None
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = forward(x).float().square().mean()
+        loss.backward()
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        return loss.detach()
+
+    return step
 
 
 def plan(dry_run):
@@ -46,6 +100,11 @@ def plan(dry_run):
     precisions = ['fp32', 'bf16'] if dry_run else ['fp32', 'bf16', 'fp16']
     configs = []
     for compiled in (False, True):  # eager first: compile time is the budget's biggest risk
+        # which dynamic-conv form to train with: measured first in each half (the open question they decide)
+        configs += [{'kind': 'dynconv', 'net': 'dynconv', 'form': form, 'precision': p, 'compile': compiled}
+                    for p in (('fp32', 'bf16') if not compiled else ('fp32', )) for form in DYNCONV_FORMS]
+        configs.append({'kind': 'train', 'net': 'srconvnet', 'mode': 'fp32', 'compile': compiled,
+                        'dynconv': 'grouped'})
         for precision in precisions:
             for channels_last in (False, True):
                 mode = precision if not channels_last else ('channels-last' if precision == 'fp32' else
@@ -79,8 +138,13 @@ def measure(config, args, device):
     start = time.perf_counter()
     if config['kind'] == 'train':
         lq, gt = batch(args.batch, args.patch, SCALE)
-        fn = train_step(build(config['net'], SCALE), lq, gt, device, config['mode'], config['compile'],
-                        args.compile_mode)
+        model = build(config['net'], SCALE)
+        if config.get('dynconv') == 'grouped':
+            model = use_grouped_dynamic_convs(model)
+        fn = train_step(model, lq, gt, device, config['mode'], config['compile'], args.compile_mode)
+    elif config['kind'] == 'dynconv':
+        x = torch.randn(args.batch, args.channels, args.patch, args.patch, generator=torch.Generator().manual_seed(0))
+        fn = dynamic_conv_step(config['form'], x, device, config['precision'], config['compile'], args.compile_mode)
     else:
         x = torch.rand(1, 3, *args.infer_size)
         fn = runner(build(config['net'], SCALE), x, device, config['precision'], False, config['compile'])
@@ -89,7 +153,7 @@ def measure(config, args, device):
     times = _timed(fn, args.steps, args.config_budget, args.warmup)
     median = statistics.median(times)
     out = {'status': 'ok', 'first_call_s': first_s, 'times_s': times, 'median_s': median}
-    if config['kind'] == 'train':
+    if config['kind'] != 'infer':
         out['iters_per_s'] = 1 / median
     else:
         out['ms_per_frame'] = median * 1e3
@@ -99,9 +163,13 @@ def measure(config, args, device):
 
 
 def _name(config):
+    compiled = ' compiled' if config['compile'] else ''
     if config['kind'] == 'infer':
         return f'{config["net"]} {config["precision"]} inference'
-    return f'{config["net"]} {config["mode"]}{" compiled" if config["compile"] else ""}'
+    if config['kind'] == 'dynconv':
+        return f'dynconv 7x7 {config["form"]} {config["precision"]}{compiled}'
+    grouped = ' grouped-dynconv' if config.get('dynconv') == 'grouped' else ''
+    return f'{config["net"]} {config["mode"]}{grouped}{compiled}'
 
 
 def markdown(result):
@@ -114,7 +182,17 @@ def markdown(result):
     for row in result['results']:
         if row['kind'] != 'train':
             continue
-        lines.append(f'| {row["net"]} | {row["mode"]} | {"yes" if row["compile"] else "no"} | ' + _cells(row))
+        net = f'{row["net"]} (grouped dynamic convs)' if row.get('dynconv') == 'grouped' else row['net']
+        lines.append(f'| {net} | {row["mode"]} | {"yes" if row["compile"] else "no"} | ' + _cells(row))
+    lines += ['', f'Dynamic depthwise conv (7x7, 16 kernels, {args["channels"]} channels, batch {args["batch"]} of '
+              f'{args["patch"]}x{args["patch"]}, channels-last, forward + backward): per sample (the module forward) '
+              'or with the batch folded into the conv groups (the authors\' form):', '',
+              '| form | precision | compile | steps/s | step ms | peak memory | first step s | status |',
+              '|---|---|---|---|---|---|---|---|']
+    for row in result['results']:
+        if row['kind'] == 'dynconv':
+            lines.append(f'| {row["form"]} | {row["precision"]} | {"yes" if row["compile"] else "no"} | '
+                         + _cells(row))
     lines += ['', f'Inference (x{SCALE}, LR {args["infer_size"][0]}x{args["infer_size"][1]}, batch 1, '
               'inference_mode):', '',
               '| network | precision | ms per frame | peak memory | first call s | status |',
@@ -153,6 +231,8 @@ def main(argv=None):
     parser.add_argument('--dry-run', action='store_true', help='CPU, tiny sizes, a few steps (checks the script)')
     parser.add_argument('--batch', type=int, default=64, help='training LR patches per step (default: 64)')
     parser.add_argument('--patch', type=int, default=64, help='training LR patch size (default: 64, HR 256)')
+    parser.add_argument('--channels', type=int, default=64,
+                        help='channels of the dynamic-conv comparison (default: 64, the network\'s)')
     parser.add_argument('--infer-size', type=int, nargs=2, default=[180, 320], metavar=('H', 'W'),
                         help='inference LR size (default: 180 320, a 720p output at x4)')
     parser.add_argument('--steps', type=int, default=20, help='most timed steps per configuration (default: 20)')

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, one command (fits in 8 minutes on one H200): the tests marked for CUDA, then the GPU benchmark
-# (training iterations/s and peak memory at the paper's per-GPU batch, inference ms per 720p frame).
+# (training iterations/s and peak memory at the paper's per-GPU batch, inference ms per 720p frame, and the dynamic
+# depthwise convs per sample against the batch folded into conv groups, eager and compiled).
 #
 #   bash scripts/gpu_check.sh [OUT_DIR]     # default: $OUT if set, else gpu_check_out
 #

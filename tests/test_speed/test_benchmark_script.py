@@ -71,3 +71,27 @@ def test_benchmark_script_refuses_bad_options(bench, argv, message, capsys):
         bench.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_isa_avx2_measures_with_the_instruction_set_capped(bench, tmp_path, capfd):
+    """``--isa avx2`` reruns the benchmark in a child process whose torch, oneDNN and MKL are capped at AVX2
+    (``--cpu-time``: the child times CPU seconds)."""
+    from srconvnet_plugin.utils.profiling import cpu_info
+    if 'avx2' not in cpu_info()['flags']:
+        pytest.skip('the CPU has no AVX2')
+    out = tmp_path / 'bench.json'
+    bench.main(['--out-size', '12', '16', '--scales', '2', '--runs', '1', '--warmup', '0', '--threads', '1',
+                '--no-memory', '--isa', 'avx2', '--cpu-time', '--json', str(out)])
+    machine = json.loads(out.read_text())['machine']
+    assert machine['cpu_capability'] == 'AVX2'
+    assert machine['isa_cap'] == {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2',
+                                  'MKL_ENABLE_INSTRUCTIONS': 'AVX2'}
+    printed = capfd.readouterr().out
+    assert 'torch cpu capability AVX2), instruction set capped at AVX2 (ATEN_CPU_CAPABILITY=avx2 ' in printed
+    assert 'default allocator, CPU time' in printed
+
+
+def test_cpu_time_needs_one_thread(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(['--threads', '2', '--cpu-time'])
+    assert '--cpu-time needs --threads 1' in capsys.readouterr().err
