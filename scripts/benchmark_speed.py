@@ -87,17 +87,18 @@ def runner(model, x, device, precision='fp32', channels_last=False, compile_mode
     return run
 
 
-def time_alternately(runs, repeats, warmup=1):
-    """Seconds per call of each function in ``runs`` (dict), called in turn ``repeats`` times after ``warmup``."""
+def time_alternately(runs, repeats, warmup=1, clock=time.perf_counter):
+    """Seconds per call of each function in ``runs`` (dict), called in turn ``repeats`` times after ``warmup``
+    (``clock``: wall time by default)."""
     for _ in range(warmup):
         for run in runs.values():
             run()
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            start = time.perf_counter()
+            start = clock()
             run()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return times
 
 
