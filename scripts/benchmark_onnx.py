@@ -13,7 +13,9 @@ PyTorch's turn), alternately with the PyTorch path (``SRConvNet.forward`` under 
 ``torch.set_num_threads(--threads)``), after ``--warmup`` untimed runs of each. The table gives the median (min-max)
 of each and "ratio", ONNX Runtime's median over PyTorch's, with the range of the per-pair ratios (run i of each,
 timed back to back: on a shared machine whose speed drifts, that range shows how far one comparison can move), and
-the largest difference between the two outputs.
+the largest difference between the two outputs. With 2 threads on a loaded machine, PyTorch's OpenMP threads wait
+for each other at every parallel region and its times blow up far more than ONNX Runtime's: there, compare
+``--threads 1 --cpu-time`` (CPU time of the calling thread, which both then run on).
 
 ``--ops N`` adds ONNX Runtime's N most expensive node kinds at each scale (its own profiler,
 ``SessionOptions.enable_profiling``: operator and input shapes, nodes summed, from one profiled run).
@@ -92,6 +94,9 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=2, help='threads for both (default: 2)')
     parser.add_argument('--out-size', type=int, nargs=2, default=OUT_SIZE, metavar=('H', 'W'),
                         help='output size; the LR input is ceil(H / s) × ceil(W / s) (default: 720 1280)')
+    parser.add_argument('--cpu-time', action='store_true',
+                        help='time CPU time of the calling thread, not wall time (needs --threads 1, where both run '
+                        'on it): on a loaded machine, waiting for a core then counts for neither')
     parser.add_argument('--spinning', action='store_true',
                         help="let ONNX Runtime's idle threads spin (its default; unfair when alternating)")
     parser.add_argument('--ops', type=int, default=0, metavar='N',
@@ -100,13 +105,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.runs < 1 or args.threads < 1 or min(args.out_size) < 1 or args.ops < 0:
         parser.error('--runs, --threads and --out-size must be positive, --ops 0 or more')
+    if args.cpu_time and args.threads != 1:
+        parser.error('--cpu-time needs --threads 1 (other threads\' CPU time would not be counted)')
     torch.set_num_threads(args.threads)
     machine = machine_info(torch.device('cpu'))
     machine.update({'onnxruntime': ort.__version__, 'ort_spinning': args.spinning,
                     'isa_env': {name: os.environ[name] for name in ISA_ENV if name in os.environ}})
     isa = ' '.join(f'{k}={v}' for k, v in machine['isa_env'].items())
     print(f'{describe_machine(machine)}, onnxruntime {ort.__version__} (CPU provider, {args.threads} intra-op '
-          f'threads, ORT_ENABLE_ALL, spinning {"on" if args.spinning else "off"}){", " + isa if isa else ""}')
+          f'threads, ORT_ENABLE_ALL, spinning {"on" if args.spinning else "off"}){", " + isa if isa else ""}, '
+          f'{"thread CPU" if args.cpu_time else "wall"} time')
     print('| scale | LR input | PyTorch median (min-max) | ONNX Runtime median (min-max) | ratio ORT / PyTorch (pairs) '
           '| max abs difference |')
     print('|---|---|---|---|---|---|')
@@ -127,7 +135,7 @@ def main(argv=None):
 
             difference = float(np.abs(ort_session.run(None, feed)[0] - run_torch().numpy()).max())
             times = time_alternately({'pytorch': run_torch, 'onnxruntime': lambda: ort_session.run(None, feed)},
-                                     args.runs, args.warmup)
+                                     args.runs, args.warmup, time.thread_time if args.cpu_time else time.perf_counter)
             pairs = [a / b for a, b in zip(times['onnxruntime'], times['pytorch'])]
             ratio = statistics.median(times['onnxruntime']) / statistics.median(times['pytorch'])
             row = {'scale': scale, 'lr_size': size, 'times_s': times, 'ratio': ratio, 'pair_ratios': pairs,

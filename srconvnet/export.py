@@ -122,7 +122,8 @@ def _is_stock(module):
     on it, the class's code unchanged (``guard.FINGERPRINTS``): what a swap may stand in for."""
     cls = type(module)
     return (cls in _SWAPS and 'forward' not in vars(module) and not module._forward_hooks
-            and not module._forward_pre_hooks and guard.fingerprints()[cls.__name__] == guard.FINGERPRINTS[cls.__name__])
+            and not module._forward_pre_hooks
+            and guard.fingerprints()[cls.__name__] == guard.FINGERPRINTS[cls.__name__])
 
 
 def to_exportable(model):
@@ -188,7 +189,10 @@ def export_onnx(model, output_path, opset=DEFAULT_OPSET, sample_size=(32, 40), o
     written with :func:`~srconvnet.atomic_write.atomic_write` (complete or not at all); an existing file is replaced
     only with ``overwrite=True``, and is refused before the (slow) export starts.
     """
-    import onnx
+    try:
+        import onnx
+    except ImportError:
+        raise ValueError("the ONNX export needs the onnx package: pip install 'srconvnet-plugin[onnx]'") from None
 
     output_path = os.fspath(output_path)
     if os.path.exists(output_path) and not overwrite:

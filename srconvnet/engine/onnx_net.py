@@ -120,7 +120,7 @@ class _Block(nn.Module):
         y = self._norm(x, self.eps2)
         halves = [F.gelu(torch.matmul(getattr(self, f'in{i}_w'), y) + getattr(self, f'in{i}_b')) for i in (1, 2)]
         d1, d2 = [reshape(F.gelu(self._dynamic_conv(i, reshape(h, 1, c, a, b))), c, -1) for i, h in enumerate(halves)]
-        x = torch.matmul(self.out1_w, d1) + torch.matmul(self.out2_w, d2) + self.out_b + x
+        x = (torch.matmul(self.out1_w, d1) + self.out_b) + torch.matmul(self.out2_w, d2) + x  # bias in a Gemm
         return reshape(x, c, a, b)
 
 

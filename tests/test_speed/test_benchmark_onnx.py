@@ -15,8 +15,8 @@ def test_benchmark_onnx_reports_both_paths(tmp_path, capsys):
     out = tmp_path / 'bench.json'
     try:
         bench = importlib.import_module('benchmark_onnx')
-        bench.main(['--out-size', '24', '35', '--scales', '3', '--runs', '2', '--threads', '1', '--ops', '3',
-                    '--json', str(out)])
+        bench.main(['--out-size', '24', '35', '--scales', '3', '--runs', '2', '--threads', '1', '--cpu-time',
+                    '--ops', '3', '--json', str(out)])
     finally:
         torch.set_num_threads(threads)
         sys.path.remove(str(REPO_ROOT / 'scripts'))
