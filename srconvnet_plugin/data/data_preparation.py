@@ -25,7 +25,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from multiprocessing import get_context
 
 import cv2
@@ -242,6 +242,19 @@ def _worker_init():
     cv2.setNumThreads(1)
 
 
+def _map(function, jobs, n_workers, desc):
+    """``function`` over ``jobs`` in ``n_workers`` processes (1 or None on one core: in this one), in order, with a
+    progress bar; results are yielded as they come (the pool is terminated when the generator ends or is closed)."""
+    n_workers = min(n_workers or os.cpu_count() or 1, len(jobs)) or 1
+    pool = get_context().Pool(n_workers, initializer=_worker_init) if n_workers > 1 else None
+    try:
+        results = pool.imap(function, jobs) if pool else map(function, jobs)
+        yield from tqdm(results, total=len(jobs), unit='img', desc=desc)
+    finally:
+        if pool:
+            pool.terminate()
+
+
 def _process_div2k_image(job):
     """Worker: one HR image → {0: [(key, png, shape)], s: [...]} for its sub-images at every scale."""
     path, size_from_header, scales, crop_size, step, thresh_size, compress_level, with_hr = job
@@ -321,16 +334,12 @@ def prepare_div2k(hr_dir, out_dir, scales=(2, 3, 4), crop_size=480, step=240, th
                                    f'{crop_size}, step {step}; GT and LQ LMDBs must have identical keys')
 
     jobs = [(p, size, scales, crop_size, step, thresh_size, compress_level, with_hr) for p, size in zip(files, sizes)]
-    n_workers = min(n_workers or os.cpu_count() or 1, len(files))
     writers = {level: AtomicLmdb(path, lmdb_map_size(shapes[level]), compress_level) for level, path in paths.items()}
     with ExitStack() as stack:  # on any error every LMDB is aborted and removed, none appears
         for w in writers.values():
             stack.enter_context(w)
-        pool = get_context().Pool(n_workers, initializer=_worker_init) if n_workers > 1 else None
-        if pool:
-            stack.callback(pool.terminate)
-        results = pool.imap(_process_div2k_image, jobs) if pool else map(_process_div2k_image, jobs)
-        for result in tqdm(results, total=len(jobs), unit='img', desc='DIV2K sub-images'):
+        results = stack.enter_context(closing(_map(_process_div2k_image, jobs, n_workers, 'DIV2K sub-images')))
+        for result in results:
             for level, records in result.items():
                 for key, png, shape in records:
                     writers[level].put(key, png, shape)
@@ -383,16 +392,10 @@ def prepare_benchmark(hr_dir, out_dir, scales=(2, 3, 4), n_workers=None):
         for level in outputs:
             os.makedirs(osp.join(tmp, str(level)))
         jobs = [(p, scales) for p in files]
-        n_workers = min(n_workers or os.cpu_count() or 1, len(files))
-        pool = get_context().Pool(n_workers, initializer=_worker_init) if n_workers > 1 else None
-        try:
-            results = pool.imap(_process_benchmark_image, jobs) if pool else map(_process_benchmark_image, jobs)
-            for stem, gt_png, lr_pngs in tqdm(results, total=len(jobs), unit='img', desc=osp.basename(out_dir)):
+        with closing(_map(_process_benchmark_image, jobs, n_workers, osp.basename(out_dir))) as results:
+            for stem, gt_png, lr_pngs in results:
                 for level, png in ((0, gt_png), *lr_pngs.items()):
                     atomic_write(osp.join(tmp, str(level), stem + '.png'), png, overwrite=False)
-        finally:
-            if pool:
-                pool.terminate()
         refuse_existing(outputs.values())
         for level, final in outputs.items():
             os.rename(osp.join(tmp, str(level)), final)
@@ -420,18 +423,6 @@ def _decodes(path):
     except PreparationError as e:
         return str(e)
     return None
-
-
-def _map(function, jobs, n_workers, desc):
-    """``function`` over ``jobs`` in ``n_workers`` processes (1: in this one), in order, with a progress bar."""
-    n_workers = min(n_workers or os.cpu_count() or 1, len(jobs)) or 1
-    pool = get_context().Pool(n_workers, initializer=_worker_init) if n_workers > 1 else None
-    try:
-        results = pool.imap(function, jobs) if pool else map(function, jobs)
-        return list(tqdm(results, total=len(jobs), unit='img', desc=desc))
-    finally:
-        if pool:
-            pool.terminate()
 
 
 def write_meta_info(folders, root, meta_info, n_workers=None):
@@ -471,10 +462,11 @@ def _write_folder(out_dir, items, function, n_workers, desc):
     tmp = tempfile.mkdtemp(prefix=f'.{osp.basename(osp.abspath(out_dir))}.', suffix='.partial', dir=parent)
     try:
         written = []
-        for records in _map(function, items, n_workers, desc):
-            for name, png in records:
-                atomic_write(osp.join(tmp, name), png, overwrite=False)
-                written.append(name)
+        with closing(_map(function, items, n_workers, desc)) as results:
+            for records in results:
+                for name, png in records:
+                    atomic_write(osp.join(tmp, name), png, overwrite=False)
+                    written.append(name)
         refuse_existing([out_dir])
         os.rename(tmp, out_dir)
         fsync_dir(parent)
