@@ -23,7 +23,6 @@ for each other at every parallel region and its times blow up far more than ONNX
 import argparse
 import collections
 import json
-import math
 import os
 import statistics
 import sys
