@@ -19,9 +19,17 @@ for each other at every parallel region and its times blow up far more than ONNX
 
 ``--ops N`` adds ONNX Runtime's N most expensive node kinds at each scale (its own profiler,
 ``SessionOptions.enable_profiling``: operator and input shapes, nodes summed, from one profiled run).
+
+``--dynamic-conv`` adds what the DML's dynamic depthwise convs cost ONNX Runtime at each scale: the network's 5×5 and
+7×7 depthwise convs (C = 64 channels at the LR size, zero padding k // 2, as in the exported graph) run as
+one-node graphs, alternately with the kernels as a graph input (what the exported graph does: they are computed
+from each image) and as initializers (constant weights, which ONNX Runtime runs through its blocked NCHWc kernels),
+times the number of blocks. "ORT with constant-speed convs" is ONNX Runtime's median minus that difference: a
+projection of what the graph would take if ONNX Runtime ran per-image depthwise weights as fast as constant ones.
 """
 import argparse
 import collections
+import functools
 import json
 import os
 import statistics
@@ -46,7 +54,7 @@ ISA_ENV = ('ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA')
 
 
 def session(path, threads, spinning=False, profile_prefix=None):
-    """An ONNX Runtime CPU session on ``path`` with the settings the table is measured with."""
+    """An ONNX Runtime CPU session on ``path`` (or a serialized model) with the settings the table is measured with."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -81,6 +89,49 @@ def ort_breakdown(path, threads, feed, top, folder):
             for (op, shapes), us in groups.most_common(top)]
 
 
+def depthwise_graph(channels, size, k, constant_weights, seed=0):
+    """A one-node ONNX model: depthwise k×k conv (zero padding k // 2, bias) of a 1×C×H×W input ``x``, its kernels
+    and bias as graph inputs ``w``, ``b`` or, if ``constant_weights``, as initializers. Returns (bytes, feed)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((1, channels, *size), dtype=np.float32)
+    w = rng.standard_normal((channels, 1, k, k), dtype=np.float32)
+    b = rng.standard_normal(channels, dtype=np.float32)
+    node = helper.make_node('Conv', ['x', 'w', 'b'], ['y'], group=channels, pads=[k // 2] * 4)
+    inputs = [helper.make_tensor_value_info('x', TensorProto.FLOAT, list(x.shape))]
+    feed, initializers = {'x': x}, []
+    if constant_weights:
+        initializers = [numpy_helper.from_array(w, 'w'), numpy_helper.from_array(b, 'b')]
+    else:
+        inputs += [helper.make_tensor_value_info('w', TensorProto.FLOAT, list(w.shape)),
+                   helper.make_tensor_value_info('b', TensorProto.FLOAT, list(b.shape))]
+        feed.update(w=w, b=b)
+    graph = helper.make_graph([node], 'depthwise', inputs, [helper.make_tensor_value_info('y', TensorProto.FLOAT,
+                                                                                          None)], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    return model.SerializeToString(), feed
+
+
+def dynamic_conv_cost(model, size, threads, runs, warmup, clock):
+    """Seconds ONNX Runtime spends on all of ``model``'s dynamic depthwise convs at LR ``size``, kernels per image
+    (as exported) and constant: {'per_image': [...], 'constant': [...]} (one value per timed run, all blocks)."""
+    counts = collections.Counter(getattr(block.ffn, name).conv.aggregation.kernel_size
+                                 for block in model.blocks for name in ('conv1', 'conv2'))
+    channels = model.blocks[0].ffn.conv1.conv.aggregation.num_feat
+    total = {'per_image': np.zeros(runs), 'constant': np.zeros(runs)}
+    for k in sorted(counts):
+        runners = {}
+        for kind in total:
+            graph, feed = depthwise_graph(channels, size, k, kind == 'constant')
+            runners[kind] = functools.partial(session(graph, threads).run, None, feed)
+        times = time_alternately(runners, runs, warmup, clock)
+        for kind in total:
+            total[kind] += np.asarray(times[kind]) * counts[k]
+    return {kind: value.tolist() for kind, value in total.items()}
+
+
 def _fmt(times):
     return f'{statistics.median(times) * 1e3:.0f} ms ({min(times) * 1e3:.0f}-{max(times) * 1e3:.0f})'
 
@@ -100,6 +151,9 @@ def main(argv=None):
                         help="let ONNX Runtime's idle threads spin (its default; unfair when alternating)")
     parser.add_argument('--ops', type=int, default=0, metavar='N',
                         help="also list ONNX Runtime's N most expensive node kinds at each scale (its profiler)")
+    parser.add_argument('--dynamic-conv', action='store_true',
+                        help="also time ONNX Runtime's dynamic depthwise convs with per-image against constant "
+                        'kernels, and project the ratio without that difference')
     parser.add_argument('--json', default=None, help='write the results to this JSON file too')
     args = parser.parse_args(argv)
     if args.runs < 1 or args.threads < 1 or min(args.out_size) < 1 or args.ops < 0:
@@ -141,6 +195,9 @@ def main(argv=None):
                    'max_abs_difference': difference}
             if args.ops:
                 row['ops'] = ort_breakdown(path, args.threads, feed, args.ops, folder)
+            if args.dynamic_conv:
+                row['dynamic_conv_s'] = dynamic_conv_cost(model, size, args.threads, args.runs, args.warmup,
+                                                          time.thread_time if args.cpu_time else time.perf_counter)
             results.append(row)
             print(f'| ×{scale} | {size[0]}×{size[1]} | {_fmt(times["pytorch"])} | {_fmt(times["onnxruntime"])} | '
                   f'{ratio:.2f} ({min(pairs):.2f}-{max(pairs):.2f}) | {difference:.1e} |', flush=True)
@@ -152,6 +209,19 @@ def main(argv=None):
             for op in row['ops']:
                 print(f'| {op["op"]} | {op["input_shapes"][:90]} | {op["nodes"]} | {op["ms"]:.1f} | '
                       f'{op["share"]:.1%} |')
+    if args.dynamic_conv:
+        print("\n# ONNX Runtime's dynamic depthwise convs (all blocks), kernels per image (as exported) against "
+              'constant kernels')
+        print('| scale | per-image kernels median (min-max) | constant kernels median (min-max) | ORT with '
+              'constant-speed convs | projected ratio ORT / PyTorch |')
+        print('|---|---|---|---|---|')
+        for row in results:
+            cost, times = row['dynamic_conv_s'], row['times_s']
+            projected = (statistics.median(times['onnxruntime']) - statistics.median(cost['per_image'])
+                         + statistics.median(cost['constant']))
+            row['projected_ratio'] = projected / statistics.median(times['pytorch'])
+            print(f'| ×{row["scale"]} | {_fmt(cost["per_image"])} | {_fmt(cost["constant"])} | '
+                  f'{projected * 1e3:.0f} ms | {row["projected_ratio"]:.2f} |')
     if args.json:
         report = {'args': vars(args), 'machine': machine, 'results': results}
         atomic_write(args.json, json.dumps(report, indent=1).encode('utf-8'))
