@@ -20,16 +20,12 @@ for each other at every parallel region and its times blow up far more than ONNX
 ``--ops N`` adds ONNX Runtime's N most expensive node kinds at each scale (its own profiler,
 ``SessionOptions.enable_profiling``: operator and input shapes, nodes summed, from one profiled run).
 
-``--dynamic-conv`` adds what the DML's dynamic depthwise convs cost ONNX Runtime: a second graph, exported the same
-way but with constant kernels in every dynamic conv (``constant_dynamic_kernels``: a different network, its output
-is not compared), is timed in the same alternation; the extra table gives its median and its ratio to PyTorch's,
-i.e. what the exported graph would take if ONNX Runtime ran depthwise convs with per-image kernels as fast as with
-constant ones (which it runs through its blocked NCHWc kernels).
+``--target onnxruntime-cpu`` times the graph ``python -m srconvnet.export --target onnxruntime-cpu`` writes (the
+dynamic depthwise convs as ONNX Runtime's NCHWc operators: ``srconvnet.onnxruntime_cpu``) instead of the portable
+one.
 """
 import argparse
 import collections
-import contextlib
-import functools
 import json
 import os
 import statistics
@@ -40,12 +36,10 @@ import time
 import numpy as np
 import onnxruntime as ort
 import torch
-import torch.nn.functional as F
 
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write
-from srconvnet.engine import onnx_net
-from srconvnet.export import export_onnx
+from srconvnet.export import TARGETS, export_onnx
 from srconvnet_plugin.utils.profiling import describe_machine, machine_info
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -56,7 +50,7 @@ ISA_ENV = ('ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA')
 
 
 def session(path, threads, spinning=False, profile_prefix=None):
-    """An ONNX Runtime CPU session on ``path`` (or a serialized model) with the settings the table is measured with."""
+    """An ONNX Runtime CPU session on ``path`` with the settings the table is measured with."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -91,27 +85,6 @@ def ort_breakdown(path, threads, feed, top, folder):
             for (op, shapes), us in groups.most_common(top)]
 
 
-@contextlib.contextmanager
-def constant_dynamic_kernels():
-    """While active, the export writes every dynamic depthwise conv of the stock network with constant kernels (fixed
-    random values, the same shapes) and zero biases instead of computing them from each image: a different network,
-    exported only to time what the per-image kernels cost ONNX Runtime."""
-    block = onnx_net._Block
-    original = block._dynamic_conv
-
-    def constant_kernels(self, i, h):
-        c, k = self.c, self.kernel_sizes[i]
-        # made from NumPy, so that the tracer records them as constants
-        kernels = np.random.default_rng(k).standard_normal((c, 1, k, k), dtype=np.float32) * np.float32(0.05)
-        return F.conv2d(h, torch.from_numpy(kernels), torch.zeros(c), padding=k // 2, groups=c)
-
-    block._dynamic_conv = constant_kernels
-    try:
-        yield
-    finally:
-        block._dynamic_conv = original
-
-
 def _fmt(times):
     return f'{statistics.median(times) * 1e3:.0f} ms ({min(times) * 1e3:.0f}-{max(times) * 1e3:.0f})'
 
@@ -131,9 +104,9 @@ def main(argv=None):
                         help="let ONNX Runtime's idle threads spin (its default; unfair when alternating)")
     parser.add_argument('--ops', type=int, default=0, metavar='N',
                         help="also list ONNX Runtime's N most expensive node kinds at each scale (its profiler)")
-    parser.add_argument('--dynamic-conv', action='store_true',
-                        help='also time the graph exported with constant kernels in the dynamic depthwise convs '
-                        '(what per-image kernels cost ONNX Runtime)')
+    parser.add_argument('--target', choices=TARGETS, default='portable',
+                        help='which graph to time: the portable one (default) or the one for ONNX Runtime\'s CPU '
+                        'provider (python -m srconvnet.export --target)')
     parser.add_argument('--json', default=None, help='write the results to this JSON file too')
     args = parser.parse_args(argv)
     if args.runs < 1 or args.threads < 1 or min(args.out_size) < 1 or args.ops < 0:
@@ -147,7 +120,7 @@ def main(argv=None):
     isa = ' '.join(f'{k}={v}' for k, v in machine['isa_env'].items())
     print(f'{describe_machine(machine)}, onnxruntime {ort.__version__} (CPU provider, {args.threads} intra-op '
           f'threads, ORT_ENABLE_ALL, spinning {"on" if args.spinning else "off"}){", " + isa if isa else ""}, '
-          f'{"thread CPU" if args.cpu_time else "wall"} time')
+          f'graph exported for target {args.target}, {"thread CPU" if args.cpu_time else "wall"} time')
     print('| scale | LR input | PyTorch median (min-max) | ONNX Runtime median (min-max) | ratio ORT / PyTorch (pairs) '
           '| max abs difference |')
     print('|---|---|---|---|---|---|')
@@ -157,7 +130,7 @@ def main(argv=None):
             size = lr_size(scale, args.out_size)
             torch.manual_seed(0)
             model = SRConvNet(upscale=scale).eval()
-            path = export_onnx(model, os.path.join(folder, f'srconvnet_x{scale}.onnx'))
+            path = export_onnx(model, os.path.join(folder, f'srconvnet_x{scale}.onnx'), target=args.target)
             ort_session = session(path, args.threads, args.spinning)
             x = torch.rand(1, 3, *size)
             feed = {'lq': x.numpy()}
@@ -167,14 +140,8 @@ def main(argv=None):
                     return model(x)
 
             difference = float(np.abs(ort_session.run(None, feed)[0] - run_torch().numpy()).max())
-            runners = {'pytorch': run_torch, 'onnxruntime': lambda: ort_session.run(None, feed)}
-            if args.dynamic_conv:
-                with constant_dynamic_kernels():
-                    constant_path = export_onnx(model, os.path.join(folder, f'constant_kernels_x{scale}.onnx'))
-                runners['onnxruntime_constant_kernels'] = functools.partial(
-                    session(constant_path, args.threads, args.spinning).run, None, feed)
-            times = time_alternately(runners, args.runs, args.warmup,
-                                     time.thread_time if args.cpu_time else time.perf_counter)
+            times = time_alternately({'pytorch': run_torch, 'onnxruntime': lambda: ort_session.run(None, feed)},
+                                     args.runs, args.warmup, time.thread_time if args.cpu_time else time.perf_counter)
             pairs = [a / b for a, b in zip(times['onnxruntime'], times['pytorch'])]
             ratio = statistics.median(times['onnxruntime']) / statistics.median(times['pytorch'])
             row = {'scale': scale, 'lr_size': size, 'times_s': times, 'ratio': ratio, 'pair_ratios': pairs,
@@ -192,17 +159,6 @@ def main(argv=None):
             for op in row['ops']:
                 print(f'| {op["op"]} | {op["input_shapes"][:90]} | {op["nodes"]} | {op["ms"]:.1f} | '
                       f'{op["share"]:.1%} |')
-    if args.dynamic_conv:
-        print("\n# ONNX Runtime, the dynamic convs' kernels per image (the exported graph) or constant (timing only)")
-        print('| scale | per-image kernels median (min-max) | constant kernels median (min-max) | ratio to PyTorch '
-              'with constant kernels |')
-        print('|---|---|---|---|')
-        for row in results:
-            times = row['times_s']
-            row['constant_kernels_ratio'] = (statistics.median(times['onnxruntime_constant_kernels'])
-                                             / statistics.median(times['pytorch']))
-            print(f'| ×{row["scale"]} | {_fmt(times["onnxruntime"])} | {_fmt(times["onnxruntime_constant_kernels"])} '
-                  f'| {row["constant_kernels_ratio"]:.2f} |')
     if args.json:
         report = {'args': vars(args), 'machine': machine, 'results': results}
         atomic_write(args.json, json.dumps(report, indent=1).encode('utf-8'))

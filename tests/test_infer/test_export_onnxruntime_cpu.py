@@ -1,0 +1,108 @@
+"""``--target onnxruntime-cpu``: the dynamic depthwise convs run as ONNX Runtime's NCHWc operators, with the same
+outputs as the portable graph and PyTorch (any batch, height and width), in every kind of exported graph."""
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import helper
+
+from conftest import REPO_ROOT
+from srconvnet.engine import EngineStepsAside
+from srconvnet.export import export_onnx, main
+from srconvnet.onnxruntime_cpu import NCHWC, TARGET_KEY, for_onnxruntime_cpu
+from test_export import check_onnx_runtime, tiny_model
+
+
+def convs(path):
+    """(domain, kernel size, weight computed in the graph?) of every 5×5 / 7×7 Conv, in every subgraph."""
+    found = []
+
+    def visit(graph, outer):
+        constants = outer | {t.name for t in graph.initializer}
+        constants |= {o for n in graph.node if n.op_type == 'Constant' for o in n.output}
+        for node in graph.node:
+            kernel = [a.ints for a in node.attribute if a.name == 'kernel_shape']
+            if node.op_type == 'Conv' and kernel and list(kernel[0]) in ([5, 5], [7, 7]):
+                found.append((node.domain or 'ai.onnx', kernel[0][0], node.input[1] not in constants))
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    visit(attribute.g, constants)
+
+    visit(onnx.load(str(path)).graph, set())
+    return sorted(found)
+
+
+def test_cli_target_onnxruntime_cpu_rewrites_every_dynamic_conv_and_matches(tmp_path):
+    model = tiny_model()  # 2 blocks, a 5×5 and a 7×7 dynamic conv each, 16 channels
+    weights = tmp_path / 'net_g_x3.pth'
+    torch.save({'params_ema': model.state_dict()}, weights)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    paths = {target: tmp_path / f'{target}.onnx' for target in ('portable', 'onnxruntime-cpu')}
+    for target, path in paths.items():
+        cmd = [sys.executable, '-m', 'srconvnet.export', '--weights', str(weights), str(path), '--target', target]
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert ("ONNX Runtime's CPU provider only" in result.stdout) == (target == 'onnxruntime-cpu')
+    assert convs(paths['portable']) == [('ai.onnx', 5, True)] * 2 + [('ai.onnx', 7, True)] * 2
+    assert convs(paths['onnxruntime-cpu']) == [(NCHWC, 5, True)] * 2 + [(NCHWC, 7, True)] * 2
+    rewritten = onnx.load(str(paths['onnxruntime-cpu']))
+    assert {p.key: p.value for p in rewritten.metadata_props} == {TARGET_KEY: 'onnxruntime-cpu'}
+    assert [n.op_type for n in rewritten.graph.node] == ['Scan']
+    check_onnx_runtime(paths['onnxruntime-cpu'], model, [(20, 24), (7, 9), (33, 17), (1, 1)])
+    # the same numbers as the portable graph, also without ONNX Runtime's graph optimisations (no constant folding
+    # of the block-size probe)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    lq = np.random.default_rng(0).random((2, 3, 13, 10), dtype=np.float32)
+    outputs = [ort.InferenceSession(str(paths[target]), options, providers=['CPUExecutionProvider']).run(
+        None, {'lq': lq})[0] for target in ('portable', 'onnxruntime-cpu')]
+    assert np.abs(outputs[0] - outputs[1]).max() < 1e-5
+
+
+@pytest.mark.parametrize('upscale', [2, 4])
+def test_target_onnxruntime_cpu_other_scales(tmp_path, upscale):
+    model = tiny_model(upscale)
+    export_onnx(model, tmp_path / 'net.onnx', target='onnxruntime-cpu')
+    check_onnx_runtime(tmp_path / 'net.onnx', model, [(11, 6), (1, 3)])
+
+
+def test_target_onnxruntime_cpu_for_a_network_exported_through_its_module_forwards(tmp_path):
+    model = tiny_model()
+    model.blocks[0].attention = torch.nn.Identity()  # an ablation: the module forwards are traced
+    with pytest.warns(EngineStepsAside):
+        export_onnx(model, tmp_path / 'ablation.onnx', target='onnxruntime-cpu')
+    assert convs(tmp_path / 'ablation.onnx') == [(NCHWC, 5, True)] * 2 + [(NCHWC, 7, True)] * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', EngineStepsAside)
+        check_onnx_runtime(tmp_path / 'ablation.onnx', model, [(9, 11), (1, 1)])
+
+
+def test_refusals(tmp_path, capsys):
+    model = tiny_model()
+    with pytest.raises(ValueError, match="unknown ONNX target 'tensorrt'; choose one of portable, onnxruntime-cpu"):
+        export_onnx(model, tmp_path / 'a.onnx', target='tensorrt')
+    # 24 channels do not split into blocks of 16: nothing to rewrite, said in one line, nothing written
+    torch.manual_seed(0)
+    from srconvnet.archs.srconvnet_arch import SRConvNet
+    odd = SRConvNet(num_feat=24, num_block=1, num_heads=4, num_kernels=4, upscale=2).eval()
+    weights = tmp_path / 'odd.pth'
+    torch.save({'params': odd.state_dict()}, weights)
+    with pytest.raises(SystemExit) as exit_info:
+        main(['--weights', str(weights), str(tmp_path / 'odd.onnx'), '--target', 'onnxruntime-cpu'])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'num_feat must be a multiple of 16' in err and 'Traceback' not in err
+    assert not (tmp_path / 'odd.onnx').exists()
+    # a graph whose depthwise conv has constant kernels is left to ONNX Runtime's own optimiser
+    node = helper.make_node('Conv', ['x', 'w'], ['y'], group=16, kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    graph = helper.make_graph([node], 'g', [helper.make_tensor_value_info('x', onnx.TensorProto.FLOAT, [1, 16, 4, 4])],
+                              [helper.make_tensor_value_info('y', onnx.TensorProto.FLOAT, None)],
+                              [helper.make_tensor('w', onnx.TensorProto.FLOAT, [16, 1, 3, 3], [0.0] * 144)])
+    with pytest.raises(ValueError, match='no depthwise conv with run-time kernels'):
+        for_onnxruntime_cpu(helper.make_model(graph))
