@@ -35,32 +35,59 @@ def _constants(graph, outer=frozenset()):
     return names
 
 
-def _rewritable(node, constants):
-    """Whether ``node`` is a 2-D depthwise Conv with run-time weights that the NCHWc Conv takes as it is."""
+def _subgraphs(node):
+    """The graphs held by ``node``'s attributes (a Scan's or Loop's body, an If's branches)."""
+    from onnx import AttributeProto
+
+    return [a.g for a in node.attribute if a.type == AttributeProto.GRAPH] + [
+        g for a in node.attribute if a.type == AttributeProto.GRAPHS for g in a.graphs]
+
+
+def _graphs(graph):
+    """``graph`` and all its subgraphs, depth first."""
+    yield graph
+    for node in graph.node:
+        for sub in _subgraphs(node):
+            yield from _graphs(sub)
+
+
+def _inferred_shapes(model_proto):
+    """{tensor name: list of dims (int, or None where unknown)} from ONNX's shape inference, subgraphs included."""
+    from onnx import shape_inference
+
+    shapes = {}
+    for graph in _graphs(shape_inference.infer_shapes(model_proto).graph):
+        for info in list(graph.value_info) + list(graph.input) + list(graph.output):
+            if info.type.tensor_type.HasField('shape'):
+                shapes[info.name] = [d.dim_value if d.HasField('dim_value') else None
+                                     for d in info.type.tensor_type.shape.dim]
+    return shapes
+
+
+def _rewritable(node, constants, shapes):
+    """Whether ``node`` is a 2-D depthwise Conv with run-time weights (known to be group × 1 × kh × kw) that the NCHWc
+    Conv takes as it is."""
     if node.op_type != 'Conv' or node.domain not in ('', 'ai.onnx') or len(node.input) < 2:
         return False
     attributes = _attributes(node)
     group, kernel = attributes.get('group', 1), attributes.get('kernel_shape')
     return (node.input[1] not in constants and group > 1 and group % CHANNEL_MULTIPLE == 0 and kernel is not None
-            and len(kernel) == 2 and attributes.get('auto_pad', b'NOTSET') in (b'NOTSET', 'NOTSET'))
+            and len(kernel) == 2 and shapes.get(node.input[1]) == [group, 1, *kernel]
+            and attributes.get('auto_pad', b'NOTSET') in (b'NOTSET', 'NOTSET'))
 
 
-def _rewrite_graph(graph, outer, counter):
+def _rewrite_graph(graph, outer, counter, shapes):
     """Rewrite ``graph`` (and its subgraphs) in place; returns how many convs were replaced."""
-    from onnx import AttributeProto, TensorProto, helper
+    from onnx import TensorProto, helper
 
     constants = _constants(graph, outer)
     replaced = 0
     nodes = []
     block = None  # the tensor holding [B], made once per graph where first needed
     for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == AttributeProto.GRAPH:
-                replaced += _rewrite_graph(attribute.g, constants, counter)
-            elif attribute.type == AttributeProto.GRAPHS:
-                for sub in attribute.graphs:
-                    replaced += _rewrite_graph(sub, constants, counter)
-        if not _rewritable(node, constants):
+        for sub in _subgraphs(node):
+            replaced += _rewrite_graph(sub, constants, counter, shapes)
+        if not _rewritable(node, constants, shapes):
             nodes.append(node)
             continue
         counter[0] += 1
@@ -102,12 +129,13 @@ def _rewrite_graph(graph, outer, counter):
 
 def for_onnxruntime_cpu(model_proto):
     """``model_proto`` (changed in place and returned) with every depthwise conv whose kernels are computed in the
-    graph run by ONNX Runtime's NCHWc operators; raises ``ValueError`` if the graph has no such conv."""
+    graph (shape group × 1 × kh × kw by ONNX's shape inference) run by ONNX Runtime's NCHWc operators; raises
+    ``ValueError`` if the graph has no such conv."""
     from onnx import helper
 
     counter = [0]
-    if _rewrite_graph(model_proto.graph, frozenset(), counter) == 0:
-        raise ValueError('the graph has no depthwise conv with run-time kernels and a multiple of '
+    if _rewrite_graph(model_proto.graph, frozenset(), counter, _inferred_shapes(model_proto)) == 0:
+        raise ValueError('the graph has no depthwise conv with run-time kernels of a known shape and a multiple of '
                          f'{CHANNEL_MULTIPLE} channels to rewrite for ONNX Runtime (num_feat must be a multiple of '
                          f'{CHANNEL_MULTIPLE})')
     if not any(o.domain == NCHWC for o in model_proto.opset_import):

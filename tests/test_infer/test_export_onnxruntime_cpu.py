@@ -99,10 +99,38 @@ def test_refusals(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and 'num_feat must be a multiple of 16' in err and 'Traceback' not in err
     assert not (tmp_path / 'odd.onnx').exists()
-    # a graph whose depthwise conv has constant kernels is left to ONNX Runtime's own optimiser
-    node = helper.make_node('Conv', ['x', 'w'], ['y'], group=16, kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-    graph = helper.make_graph([node], 'g', [helper.make_tensor_value_info('x', onnx.TensorProto.FLOAT, [1, 16, 4, 4])],
-                              [helper.make_tensor_value_info('y', onnx.TensorProto.FLOAT, None)],
-                              [helper.make_tensor('w', onnx.TensorProto.FLOAT, [16, 1, 3, 3], [0.0] * 144)])
-    with pytest.raises(ValueError, match='no depthwise conv with run-time kernels'):
-        for_onnxruntime_cpu(helper.make_model(graph))
+
+
+def conv_graph(weight_shape, group, constant):
+    """A one-Conv model of a 1×Cin×6×7 input ``x`` (3×3, padding 1) whose weight is an initializer or is computed
+    in the graph (Identity of the input ``w``)."""
+    cin = weight_shape[1] * group
+    inputs = [helper.make_tensor_value_info('x', onnx.TensorProto.FLOAT, [1, cin, 6, 7])]
+    nodes, initializers = [], []
+    if constant:
+        initializers.append(helper.make_tensor('kernels', onnx.TensorProto.FLOAT, weight_shape,
+                                               [0.1] * int(np.prod(weight_shape))))
+    else:
+        inputs.append(helper.make_tensor_value_info('w', onnx.TensorProto.FLOAT, weight_shape))
+        nodes.append(helper.make_node('Identity', ['w'], ['kernels']))
+    nodes.append(helper.make_node('Conv', ['x', 'kernels'], ['y'], group=group, kernel_shape=[3, 3],
+                                  pads=[1, 1, 1, 1]))
+    graph = helper.make_graph(nodes, 'g', inputs, [helper.make_tensor_value_info('y', onnx.TensorProto.FLOAT, None)],
+                              initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+
+
+def test_only_depthwise_convs_with_run_time_kernels_of_a_known_shape_are_rewritten():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 32, 6, 7), dtype=np.float32), rng.standard_normal((32, 1, 3, 3), dtype=np.float32)
+    model = for_onnxruntime_cpu(conv_graph([32, 1, 3, 3], 32, constant=False))
+    assert [n.domain for n in model.graph.node if n.op_type == 'Conv'] == [NCHWC]
+    (y, ) = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider']).run(
+        None, {'x': x, 'w': w})
+    expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1, groups=32)
+    torch.testing.assert_close(torch.from_numpy(y), expected, rtol=1e-5, atol=1e-5)
+    # constant kernels are left to ONNX Runtime's own optimiser; a grouped conv with 2 input channels per group is
+    # not depthwise
+    for shape, group, constant in (([32, 1, 3, 3], 32, True), ([32, 2, 3, 3], 16, False)):
+        with pytest.raises(ValueError, match='no depthwise conv with run-time kernels of a known shape'):
+            for_onnxruntime_cpu(conv_graph(shape, group, constant))
