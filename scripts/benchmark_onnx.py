@@ -43,7 +43,7 @@ from srconvnet.export import TARGETS, export_onnx
 from srconvnet_plugin.utils.profiling import describe_machine, machine_info
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_speed import OUT_SIZE, lr_size, time_alternately  # noqa: E402  (the same sizes and alternation)
+from benchmark_speed import OUT_SIZE, lr_size, print_operator_table, time_alternately  # noqa: E402
 
 # environment variables that cap the CPU kernels PyTorch picks (ONNX Runtime has no such switch)
 ISA_ENV = ('ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA')
@@ -153,12 +153,9 @@ def main(argv=None):
                   f'{ratio:.2f} ({min(pairs):.2f}-{max(pairs):.2f}) | {difference:.1e} |', flush=True)
     for row in results:
         if 'ops' in row:
-            print(f'\n# ×{row["scale"]} ONNX Runtime by node kind (one profiled run)')
-            print('| operator | input shapes | nodes | ms | share |')
-            print('|---|---|---|---|---|')
-            for op in row['ops']:
-                print(f'| {op["op"]} | {op["input_shapes"][:90]} | {op["nodes"]} | {op["ms"]:.1f} | '
-                      f'{op["share"]:.1%} |')
+            print_operator_table(f'×{row["scale"]} ONNX Runtime by node kind (one profiled run)', ('nodes', 'ms'),
+                                 [(op['op'], op['input_shapes'], op['nodes'], op['ms'], op['share'])
+                                  for op in row['ops']])
     if args.json:
         report = {'args': vars(args), 'machine': machine, 'results': results}
         atomic_write(args.json, json.dumps(report, indent=1).encode('utf-8'))

@@ -99,6 +99,16 @@ def runner(model, x, device, precision='fp32', channels_last=False, compile_mode
     return run
 
 
+def print_operator_table(title, columns, rows):
+    """Print a Markdown table of operators under ``# title``: rows (operator, input shapes, count, ms, share), the
+    names of the count and ms columns in ``columns``."""
+    print(f'\n# {title}')
+    print(f'| operator | input shapes | {columns[0]} | {columns[1]} | share |')
+    print('|---|---|---|---|---|')
+    for op, shapes, count, ms, share in rows:
+        print(f'| {op} | {str(shapes)[:90]} | {count} | {ms:.1f} | {share:.1%} |')
+
+
 def time_alternately(runs, repeats, warmup=1, clock=time.perf_counter):
     """Seconds per call of each function in ``runs`` (dict), called in turn ``repeats`` times after ``warmup``
     (``clock``: wall time, or ``time.process_time`` for the CPU time of a single-threaded process)."""
@@ -337,12 +347,10 @@ def main(argv=None):
               f'{memory} |', flush=True)
     for row in results:
         if 'ops' in row:
-            print(f'\n# ×{row["scale"]} SRConvNet by operator (self time, min of {ops_passes} profiled passes)')
-            print('| operator | input shapes | calls | self ms | share |')
-            print('|---|---|---|---|---|')
-            for op in row['ops']:
-                print(f'| {op["op"]} | {op["input_shapes"][:90]} | {op["calls"]} | {op["self_ms"]:.1f} | '
-                      f'{op["share"]:.1%} |')
+            print_operator_table(f'×{row["scale"]} SRConvNet by operator (self time, min of {ops_passes} profiled '
+                                 'passes)', ('calls', 'self ms'),
+                                 [(op['op'], op['input_shapes'], op['calls'], op['self_ms'], op['share'])
+                                  for op in row['ops']])
     for row in results:
         if 'psnr_vs_fp32' in row:
             values = ', '.join(f'{k} {v:.2f} dB' for k, v in row['psnr_vs_fp32'].items())
