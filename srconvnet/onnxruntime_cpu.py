@@ -83,7 +83,7 @@ def _rewrite_graph(graph, outer, counter, shapes):
     constants = _constants(graph, outer)
     replaced = 0
     nodes = []
-    block = None  # the tensor holding [B], made once per graph where first needed
+    block = minus_one = None  # the tensors holding [B] and [-1], made once per graph where first needed
     for node in graph.node:
         for sub in _subgraphs(node):
             replaced += _rewrite_graph(sub, constants, counter, shapes)
@@ -97,8 +97,10 @@ def _rewrite_graph(graph, outer, counter, shapes):
             probe = prefix + 'probe'
             # 4 channels (ReorderInput takes multiples of 4) padded to one block: [1, B, 1, 1]
             graph.initializer.append(helper.make_tensor(probe, TensorProto.FLOAT, [1, 4, 1, 1], [0.0] * 4))
+            minus_one = prefix + 'minus_one'
             graph.initializer.extend([helper.make_tensor(prefix + 'one', TensorProto.INT64, [1], [1]),
-                                      helper.make_tensor(prefix + 'two', TensorProto.INT64, [1], [2])])
+                                      helper.make_tensor(prefix + 'two', TensorProto.INT64, [1], [2]),
+                                      helper.make_tensor(minus_one, TensorProto.INT64, [1], [-1])])
             nodes += [helper.make_node('ReorderInput', [probe], [probe + '_blocked'], domain=NCHWC, channels_last=0),
                       helper.make_node('Shape', [probe + '_blocked'], [probe + '_shape']),
                       helper.make_node('Slice', [probe + '_shape', prefix + 'one', prefix + 'two'], [block])]
@@ -106,13 +108,12 @@ def _rewrite_graph(graph, outer, counter, shapes):
         group, (kh, kw) = attributes['group'], attributes['kernel_shape']
         x, weight = node.input[0], node.input[1]
         bias = list(node.input[2:3])
-        graph.initializer.extend([helper.make_tensor(prefix + 'minus_one', TensorProto.INT64, [1], [-1]),
-                                  helper.make_tensor(prefix + 'taps', TensorProto.INT64, [1], [kh * kw]),
+        graph.initializer.extend([helper.make_tensor(prefix + 'taps', TensorProto.INT64, [1], [kh * kw]),
                                   helper.make_tensor(prefix + 'oihw', TensorProto.INT64, [4], [group, 1, kh, kw])])
         conv_attributes = {name: attributes[name] for name in ('pads', 'strides', 'dilations') if name in attributes}
         nodes += [
             # (C, 1, kh, kw) -> (C/B, B, kh·kw) -> (C/B, kh·kw, B): the blocked depthwise filter layout
-            helper.make_node('Concat', [prefix + 'minus_one', block, prefix + 'taps'], [prefix + 'split'], axis=0),
+            helper.make_node('Concat', [minus_one, block, prefix + 'taps'], [prefix + 'split'], axis=0),
             helper.make_node('Reshape', [weight, prefix + 'split'], [prefix + 'w_split']),
             helper.make_node('Transpose', [prefix + 'w_split'], [prefix + 'w_blocked'], perm=[0, 2, 1]),
             helper.make_node('Reshape', [prefix + 'w_blocked', prefix + 'oihw'], [prefix + 'w']),
