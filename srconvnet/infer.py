@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-try:  # the 'infer' extra
-    import cv2
-    from tqdm import tqdm
-except ImportError as e:
-    raise ImportError(f'srconvnet.infer needs OpenCV and tqdm ({e}): pip install opencv-python tqdm') from e
+from srconvnet.launch import require_infer
+
+require_infer(__name__)  # the 'infer' extra, before OpenCV is imported
+import cv2  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write

@@ -9,8 +9,8 @@ into it, and nothing is written into the checkout) and installed twice:
   documented old import names work;
 * into a new venv (no pip, no system site-packages) that sees only the core's dependencies (torch, numpy,
   safetensors and what they require, linked from this environment through a ``.pth`` file), as ``pip install .``
-  leaves a model user: the core's commands work and every toolbox command answers in one line how to install the
-  toolbox, exit code 2, no traceback.
+  leaves a model user: the core's commands work, and every command that needs what is not there (the toolbox,
+  the ``infer`` extra) answers in one line how to install it, exit code 2, no traceback.
 """
 import importlib.metadata
 import os
@@ -186,6 +186,7 @@ def test_every_documented_module_answers_help(installed, tmp_path):
         assert out.startswith('usage: ') and '-h, --help' in out, f'python -m {module} --help printed:\n{out[:500]}'
 
 
+@pytest.mark.slow
 def test_the_documented_import_names_work_from_the_install(installed, tmp_path):
     target, env = installed
     code = ('import srconvnet.spandrel_support, srconvnet.infer, srconvnet.convert\n'
@@ -211,6 +212,7 @@ def test_the_launcher_checks_exactly_the_toolbox_extras_packages():
     assert set().union(*by_module.values()) == extra
 
 
+@pytest.mark.slow
 def test_the_core_only_venv_has_the_core_and_not_the_toolbox(core_only, tmp_path):
     """The environment the next tests run in is what they say: the installed core, torch, and no toolbox."""
     from srconvnet_plugin.launch import TOOLBOX_MODULES
@@ -250,6 +252,21 @@ def test_in_a_core_only_install_every_toolbox_command_says_how_to_install_the_to
         assert code == 2 and out == '' and len(lines) == 1, f'{" ".join(cmd)}: exit {code}\n{out}{err[-3000:]}'
         assert lines[0].startswith(f'error: {script} needs the BasicSR toolbox (not installed here: basicsr, '), err
         assert lines[0].endswith(TOOLBOX_INSTALL) and "pip install --no-build-isolation '.[toolbox]'" in lines[0]
+
+
+@pytest.mark.slow
+def test_in_a_core_only_install_srconvnet_infer_says_how_to_install_its_extra(core_only, tmp_path):
+    """Without the ``infer`` extra (OpenCV, tqdm): one line, exit code 2, for the command and its module names."""
+    from srconvnet.launch import INFER_INSTALL
+
+    venv, env = core_only
+    python = str(venv / 'bin' / 'python')
+    commands = [[str(venv / 'bin' / 'srconvnet-infer'), '--help'],
+                [str(venv / 'bin' / 'srconvnet-infer'), '-i', 'in', '-o', 'out', '--weights', 'w.pth'],
+                [python, '-m', 'srconvnet.infer', '--help'], [python, '-m', 'srconvnet_plugin.infer', '--help']]
+    for cmd, (code, out, err) in _all_at_once(commands, env, tmp_path).items():
+        assert code == 2 and out == '' and err == ('error: srconvnet-infer needs OpenCV and tqdm (not installed here: '
+                                                   f'cv2, tqdm): {INFER_INSTALL}\n'), f'{" ".join(cmd)}: exit {code}\n{err}'
 
 
 @pytest.mark.slow
