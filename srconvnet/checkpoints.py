@@ -101,7 +101,7 @@ def _device(map_location):
     return str(map_location)
 
 
-#: the first bytes of PyTorch's files: a zip archive (torch.save since 1.6), a pickle of protocol 2 to 5 (the legacy format)
+#: the first bytes of PyTorch's files: a zip archive (torch.save since 1.6), a pickle of protocol 2 to 5 (legacy)
 ZIP_MAGIC = b'PK\x03\x04'
 PICKLE_PROTOCOLS = tuple(bytes((0x80, p)) for p in range(2, 6))
 #: pickle opcodes that push a string (the module and name a STACK_GLOBAL takes)
@@ -186,7 +186,8 @@ def _refusal(path, error):
                                        f'({_unpickling_reason(error)})')
         if parsed and not head.startswith(ZIP_MAGIC):
             return CheckpointFormatError(f'{path}: not a PyTorch checkpoint or .safetensors file: {_size(path)}, a '
-                                         f'pickle that torch.load does not read as weights ({_unpickling_reason(error)})')
+                                         'pickle that torch.load does not read as weights '
+                                         f'({_unpickling_reason(error)})')
     said = _unpickling_reason(error) if isinstance(error, pickle.UnpicklingError) else _first_sentence(error)
     return CheckpointReadError(f'{path}: not a complete checkpoint (truncated or corrupt): {_size(path)}, torch says: '
                                f'{said or error.__class__.__name__}')

@@ -1,4 +1,5 @@
-"""The toolbox's commands where the toolbox may not be installed: ``srconvnet-train``, ``-test``, ``-demo``, ``-compare``.
+"""The toolbox's commands where the toolbox may not be installed: ``srconvnet-train``, ``-test``, ``-demo``,
+``-compare``.
 
 ``pip install .`` (the core, for model users) puts these console scripts on ``PATH`` too. They start here, and
 :func:`srconvnet.launch.command` checks that the packages of the ``toolbox`` extra are installed before it imports

@@ -57,7 +57,8 @@ def bad_files(folder):
     save_state_dict(good, folder / 'good.safetensors')
     files = {'truncated': folder / 'net_g_truncated.pth', 'truncated_st': folder / 'net_g_truncated.safetensors',
              'code': folder / 'net_g_code.pth', 'edsr': folder / 'EDSR_Mx4.pth', 'x3': folder / 'SRConvNet_x3.pth',
-             'missing': folder / 'no_such_file.pth', 'notes': folder / 'notes.pth', 'notes_st': folder / 'notes.safetensors',
+             'missing': folder / 'no_such_file.pth', 'notes': folder / 'notes.pth',
+             'notes_st': folder / 'notes.safetensors',
              'empty': folder / 'empty.pth', 'random': folder / 'random.pth', 'plain_pickle': folder / 'dict.pkl',
              'pickled_net': folder / 'whole_net.pth'}
     files['truncated'].write_bytes((folder / 'good.pth').read_bytes()[:5000])

@@ -85,8 +85,9 @@ def test_a_text_file_named_safetensors_and_a_plain_pickle_are_no_checkpoints(fil
         load_state_dict(files['notes_st'])
     with pytest.raises(CheckpointFormatError) as err:
         load_state_dict(files['plain_pickle'])
-    assert str(err.value).startswith(f"{files['plain_pickle']}: {NOT_A_CHECKPOINT}{files['plain_pickle'].stat().st_size}"
-                                     ' bytes, a pickle that torch.load does not read as weights (')
+    size = files['plain_pickle'].stat().st_size
+    assert str(err.value).startswith(f"{files['plain_pickle']}: {NOT_A_CHECKPOINT}{size} bytes, a pickle that "
+                                     'torch.load does not read as weights (')
 
 
 def test_a_pickle_that_holds_code_is_refused_and_never_runs(files):

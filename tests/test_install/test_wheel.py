@@ -265,8 +265,8 @@ def test_in_a_core_only_install_srconvnet_infer_says_how_to_install_its_extra(co
                 [str(venv / 'bin' / 'srconvnet-infer'), '-i', 'in', '-o', 'out', '--weights', 'w.pth'],
                 [python, '-m', 'srconvnet.infer', '--help'], [python, '-m', 'srconvnet_plugin.infer', '--help']]
     for cmd, (code, out, err) in _all_at_once(commands, env, tmp_path).items():
-        assert code == 2 and out == '' and err == ('error: srconvnet-infer needs OpenCV and tqdm (not installed here: '
-                                                   f'cv2, tqdm): {INFER_INSTALL}\n'), f'{" ".join(cmd)}: exit {code}\n{err}'
+        expected = f'error: srconvnet-infer needs OpenCV and tqdm (not installed here: cv2, tqdm): {INFER_INSTALL}\n'
+        assert code == 2 and out == '' and err == expected, f'{" ".join(cmd)}: exit {code}\n{err}'
 
 
 @pytest.mark.slow
