@@ -13,16 +13,21 @@ BasicSR's ``path: pretrain_network_g`` (``BaseModel.load_network``) and ``--auto
 
 Refusals raise a :class:`CheckpointError` (a ``ValueError``) whose message names the file and says what is wrong
 in a line: :class:`CheckpointNotFoundError`, :class:`CheckpointReadError` (truncated or corrupt),
-:class:`CheckpointCodeError` (a pickle that holds code), :class:`CheckpointMismatchError` (another architecture, or
-an SRConvNet of another configuration).
+:class:`CheckpointFormatError` (not a checkpoint at all: empty, text, other data), :class:`CheckpointCodeError` (a
+pickle that names classes or functions beyond tensors and plain containers), :class:`CheckpointMismatchError`
+(another architecture, or an SRConvNet of another configuration). What a refused file is, is read from the file
+itself (its first bytes, the globals its pickle names), not from torch's wording.
 
 Written files: ``.safetensors`` holds the flat state dict (the layout spandrel, chaiNNer, ComfyUI and traiNNer-redux
 read), anything else BasicSR's ``{'params': state_dict}``; both through :func:`atomic_write.atomic_write`.
 """
+import codecs
 import os
 import os.path as osp
 import pickle
+import pickletools
 import re
+import zipfile
 
 from .atomic_write import atomic_save, atomic_write
 
@@ -52,6 +57,11 @@ class CheckpointReadError(CheckpointError, RuntimeError):
     """A checkpoint file that is incomplete or corrupt (e.g. written by a process that was killed mid-save)."""
 
 
+class CheckpointFormatError(CheckpointReadError):
+    """A file that is not a checkpoint at all: empty, text, or data that is neither PyTorch's (a zip archive or a
+    pickle) nor safetensors'."""
+
+
 class CheckpointCodeError(CheckpointError, pickle.UnpicklingError):
     """A pickle that holds more than tensors and plain containers: loading it could run code, so it is refused."""
 
@@ -75,7 +85,8 @@ def _unpickling_reason(error):
     """What torch's weights-only unpickler refused, without its advice to retry with the unsafe unpickler."""
     paragraphs = [p.strip() for p in str(error).split('\n\n') if p.strip()]
     kept = [p for p in paragraphs if not p.startswith(('Weights only load failed', 'Check the documentation'))]
-    return ' '.join(kept) or _first_sentence(error)
+    named = re.search(r'WeightsUnpickler error:\s*(\S.*)', str(error), re.S)  # inside the advice paragraph
+    return ' '.join(kept) or (named and _first_sentence(named.group(1))) or _first_sentence(error)
 
 
 def _size(path):
@@ -90,24 +101,123 @@ def _device(map_location):
     return str(map_location)
 
 
+#: the first bytes of PyTorch's files: a zip archive (torch.save since 1.6), a pickle of protocol 2 to 5 (legacy)
+ZIP_MAGIC = b'PK\x03\x04'
+PICKLE_PROTOCOLS = tuple(bytes((0x80, p)) for p in range(2, 6))
+#: pickle opcodes that push a string (the module and name a STACK_GLOBAL takes)
+_STRING_OPCODES = {'SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8', 'UNICODE', 'SHORT_BINSTRING', 'BINSTRING', 'STRING'}
+
+
+def _head(path, size=64):
+    with open(path, 'rb') as f:
+        return f.read(size)
+
+
+def _not_a_checkpoint(path, head, what='a PyTorch checkpoint or .safetensors file'):
+    """The refusal of a file that is not ``what``: empty, text (its first words shown) or other binary data."""
+    size = osp.getsize(path)
+    if size == 0:
+        return CheckpointFormatError(f'{path}: not {what}: the file is empty (0 bytes)')
+    text = codecs.getincrementaldecoder('utf-8')(errors='replace').decode(head)  # a cut last character: held back
+    if '\ufffd' not in text and all(c.isprintable() or c in '\t\r\n' for c in text):
+        first = text.strip().splitlines()[0] if text.strip() else ''
+        return CheckpointFormatError(f'{path}: not {what}: {_size(path)} of text, beginning {first[:40]!r}')
+    return CheckpointFormatError(f'{path}: not {what}: {_size(path)} of binary data that is neither a zip archive '
+                                 f'nor a pickle (PyTorch\'s formats) nor safetensors, beginning {head[:8].hex(" ")}')
+
+
+def _pickled_globals(stream, most=8):
+    """``(globals, pickles)``: the ``module.name`` of each class or function that the pickles at the start of
+    ``stream`` name (GLOBAL, STACK_GLOBAL, INST), read one after the other until the end or the first that does not
+    parse (a legacy file's tensor bytes follow its pickles), and how many parsed to their STOP."""
+    found, strings, parsed = [], [], 0
+    while parsed < most:
+        try:
+            for opcode, arg, _ in pickletools.genops(stream):
+                if opcode.name in ('GLOBAL', 'INST'):
+                    found.append(arg.replace(' ', '.'))
+                elif opcode.name == 'STACK_GLOBAL':
+                    found.append('.'.join(strings[-2:]))
+                elif opcode.name in _STRING_OPCODES:
+                    strings.append(str(arg))
+        except Exception:  # not (or no longer) a pickle: opcodes it does not know, the end of the data
+            break
+        parsed += 1
+    return found, parsed
+
+
+def _checkpoint_globals(path, head):
+    """``(globals, pickles)`` of a PyTorch file's pickle (``<name>/data.pkl`` of a zip checkpoint, else the pickles
+    the legacy format starts with); ``([], 0)`` when it cannot be read."""
+    if head.startswith(ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith('data.pkl')), None)
+                if name is None:
+                    return [], 0
+                with archive.open(name) as stream:
+                    return _pickled_globals(stream)
+        except (zipfile.BadZipFile, OSError, EOFError):
+            return [], 0
+    with open(path, 'rb') as stream:
+        return _pickled_globals(stream)
+
+
+def _is_tensor_machinery(name):
+    """Whether a pickled global is one that every ``torch.save`` file names (tensor rebuilders, storage types,
+    OrderedDict): not what makes a refused file a refused one."""
+    return (name.startswith('torch._utils._rebuild_') or name == 'collections.OrderedDict'
+            or (name.startswith('torch.') and name.endswith('Storage')))
+
+
+def _refusal(path, error):
+    """The :class:`CheckpointError` for a file that ``torch.load(weights_only=True)`` raised ``error`` on, from what
+    the file is: not PyTorch's at all, a pickle naming classes or functions (code), or a damaged checkpoint."""
+    head = _head(path)
+    if not head.startswith((ZIP_MAGIC, ) + PICKLE_PROTOCOLS):
+        return _not_a_checkpoint(path, head)
+    if isinstance(error, pickle.UnpicklingError):
+        names, parsed = _checkpoint_globals(path, head)
+        code = [n for n in dict.fromkeys(names) if not _is_tensor_machinery(n)]
+        if code:
+            shown = ', '.join(code[:3]) + (f' and {len(code) - 3} more' if len(code) > 3 else '')
+            return CheckpointCodeError(f'{path}: refusing to load: the file holds more than tensors and plain '
+                                       f'containers ({shown}), so loading it could run code '
+                                       f'({_unpickling_reason(error)})')
+        if parsed and not head.startswith(ZIP_MAGIC):
+            return CheckpointFormatError(f'{path}: not a PyTorch checkpoint or .safetensors file: {_size(path)}, a '
+                                         'pickle that torch.load does not read as weights '
+                                         f'({_unpickling_reason(error)})')
+    said = _unpickling_reason(error) if isinstance(error, pickle.UnpicklingError) else _first_sentence(error)
+    return CheckpointReadError(f'{path}: not a complete checkpoint (truncated or corrupt): {_size(path)}, torch says: '
+                               f'{said or error.__class__.__name__}')
+
+
 def load_weights_only(path, map_location='cpu'):
     """What the file ``path`` holds: ``torch.load(path, weights_only=True)``, or the flat state dict of a
     ``.safetensors`` file.
 
     Raises:
         CheckpointNotFoundError: there is no such file (a ``FileNotFoundError``).
-        CheckpointCodeError: the pickle holds objects other than tensors and plain containers (it could run code).
+        CheckpointFormatError: the file is not a checkpoint at all (empty, text, other data).
+        CheckpointCodeError: the pickle names classes or functions beyond tensors and plain containers (loading it
+            could run code).
         CheckpointReadError: the file is truncated or corrupt.
     """
     if not osp.exists(path):
         raise CheckpointNotFoundError(f'{path}: no such file')
     if osp.isdir(path):
         raise CheckpointReadError(f'{path}: is a folder, not a checkpoint file')
+    if osp.getsize(path) == 0:
+        raise _not_a_checkpoint(path, b'')
     if is_safetensors(path):
         from safetensors.torch import load_file
         try:
             return load_file(os.fspath(path), device=_device(map_location))
         except Exception as e:  # SafetensorError: truncated, not a safetensors file, bad header
+            head = _head(path, 9)
+            if len(head) < 9 or head[8:9] != b'{':  # 8 bytes of header length, then the JSON header
+                raise _not_a_checkpoint(path, _head(path), 'a .safetensors file') from e
             raise CheckpointReadError(f'{path}: not a complete .safetensors file (truncated or corrupt): '
                                       f'{_size(path)}, safetensors says: {_first_sentence(e)}') from e
     import torch
@@ -115,12 +225,8 @@ def load_weights_only(path, map_location='cpu'):
         return torch.load(path, map_location=map_location, weights_only=True)
     except MemoryError:
         raise
-    except pickle.UnpicklingError as e:
-        raise CheckpointCodeError(f'{path}: refusing to load: the file holds more than tensors and plain containers, '
-                                  f'so loading it could run code ({_unpickling_reason(e)})') from e
-    except Exception as e:  # zip reader errors, EOFError, KeyError of the legacy format on junk, ...
-        raise CheckpointReadError(f'{path}: not a complete checkpoint (truncated or corrupt): {_size(path)}, torch '
-                                  f'says: {_first_sentence(e) or e.__class__.__name__}') from e
+    except Exception as e:  # UnpicklingError, zip reader errors, EOFError, KeyError of the legacy format on junk, ...
+        raise _refusal(path, e) from e
 
 
 def state_dict_of(checkpoint, path, param_key=None):

@@ -10,7 +10,10 @@ images are replicated to RGB for the network and converted back, and an alpha ch
 network on a grey replica, as Real-ESRGAN does, or bilinearly), then re-attached (JPEG outputs drop it, with a
 warning). The output is
 ``OUTDIR/<name>_<suffix>.<ext>``; an existing output stops the run before any work unless ``--overwrite`` is given.
-Files are written to a temporary name and renamed, so an interrupted run never leaves a half-written image.
+Files are written to a temporary name and renamed, so an interrupted run never leaves a half-written image. An image
+that cannot be upscaled (OpenCV cannot decode it, say) is reported and skipped, the others are still processed, and
+the run ends with the list of failures (file and reason) and exit code 1; the output folder is made when the first
+image is written, so a run that writes nothing leaves none behind.
 
 The scale and architecture are read from the checkpoint's tensor shapes; ``--scale`` only checks them. How tiling
 interacts with the network's image-wide operations: docs/inference.md, "Tiling and the network's image-wide
@@ -18,16 +21,17 @@ operations".
 """
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-try:  # the 'infer' extra
-    import cv2
-    from tqdm import tqdm
-except ImportError as e:
-    raise ImportError(f'srconvnet.infer needs OpenCV and tqdm ({e}): pip install opencv-python tqdm') from e
+from srconvnet.launch import require_infer
+
+require_infer(__name__)  # the 'infer' extra, before OpenCV is imported
+import cv2  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write
@@ -204,6 +208,25 @@ def list_inputs(input_path):
     raise InferenceError(f'{path}: no such file or folder')
 
 
+def folders_to_make(folder):
+    """The folders that making ``folder`` would create (those not there yet), deepest first."""
+    folder = Path(folder).absolute()
+    return [p for p in (folder, *folder.parents) if not p.exists()]
+
+
+#: what one image's failure can raise (bad or unsupported file, OpenCV, torch at run time, the file system);
+#: anything else is a bug and ends the run with its traceback
+IMAGE_FAILURES = (ValueError, OSError, RuntimeError, MemoryError, cv2.error)
+
+
+def failure_reason(path, err):
+    """One line saying why ``path`` failed: the message of ``err`` without the path it starts with, and with the
+    exception's name where it is not one of this tool's own messages."""
+    text = (str(err).strip() or type(err).__name__).splitlines()[0]
+    text = text[len(f'{path}: '):] if text.startswith(f'{path}: ') else text
+    return text if isinstance(err, InferenceError) else f'{type(err).__name__}: {text}'
+
+
 def run(input_path,
         output_dir,
         weights,
@@ -217,7 +240,10 @@ def run(input_path,
         alpha_upsampler='model',
         overwrite=False,
         progress=True):
-    """Upscale ``input_path`` (file or folder) into ``output_dir``; returns the list of written paths."""
+    """Upscale ``input_path`` (file or folder) into ``output_dir``; returns ``(written, failed)``: the paths
+    written, and ``(input path, reason)`` for each image that failed (each also reported on stderr as it fails; the
+    other images are still processed). ``output_dir`` is made when the first image is written; the folders this run
+    made are removed again if nothing was left in them."""
     if tile < 0 or tile_pad < 0:
         raise InferenceError(f'--tile and --tile-pad must be >= 0, got {tile} and {tile_pad}')
     if alpha_upsampler not in ALPHA_UPSAMPLERS:
@@ -246,15 +272,26 @@ def run(input_path,
         shown = ', '.join(existing[:5]) + (f' and {len(existing) - 5} more' if len(existing) > 5 else '')
         raise FileExistsError(f'output exists: {shown}; pass --overwrite to replace')
 
-    os.makedirs(output_dir, exist_ok=True)
-    written = []
-    for path, out_path in tqdm(jobs, desc='SRConvNet', unit='img', disable=not progress):
-        img, max_value = read_image(path)
-        out = upscale_image(model, img, max_value, scale, device, alpha_upsampler=alpha_upsampler, tile=tile,
-                            tile_pad=tile_pad, autocast_dtype=autocast_dtype, progress=progress)
-        write_image_atomic(out_path, out, overwrite=overwrite)
-        written.append(out_path)
-    return written
+    made = folders_to_make(output_dir)
+    written, failed = [], []
+    try:
+        for path, out_path in tqdm(jobs, desc='SRConvNet', unit='img', disable=not progress):
+            try:
+                img, max_value = read_image(path)
+                out = upscale_image(model, img, max_value, scale, device, alpha_upsampler=alpha_upsampler,
+                                    tile=tile, tile_pad=tile_pad, autocast_dtype=autocast_dtype, progress=progress)
+                os.makedirs(output_dir, exist_ok=True)
+                write_image_atomic(out_path, out, overwrite=overwrite)
+            except IMAGE_FAILURES as err:
+                failed.append((path, failure_reason(path, err)))
+                tqdm.write(f'skipped {path}: {failed[-1][1]}', file=sys.stderr)
+                continue
+            written.append(out_path)
+    finally:  # also on Ctrl-C: no empty folder of this run is left behind
+        for folder in made:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    return written, failed
 
 
 def main(argv=None):
@@ -283,13 +320,16 @@ def main(argv=None):
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
     try:
-        written = run(args.input, args.output, args.weights, scale=args.scale, tile=args.tile,
-                      tile_pad=args.tile_pad, precision=args.precision, device=args.device, suffix=args.suffix,
-                      ext=args.ext, alpha_upsampler=args.alpha_upsampler, overwrite=args.overwrite,
-                      progress=not args.quiet)
+        written, failed = run(args.input, args.output, args.weights, scale=args.scale, tile=args.tile,
+                              tile_pad=args.tile_pad, precision=args.precision, device=args.device,
+                              suffix=args.suffix, ext=args.ext, alpha_upsampler=args.alpha_upsampler,
+                              overwrite=args.overwrite, progress=not args.quiet)
     except (InferenceError, CheckpointError, FileExistsError) as err:
         parser.exit(2, f'error: {err}\n')
-    print(f'wrote {len(written)} image(s) to {args.output}')
+    print(f'wrote {len(written)} image(s)' + (f' to {args.output}' if written else ''))
+    if failed:
+        listed = ''.join(f'  {path}: {reason}\n' for path, reason in failed)
+        parser.exit(1, f'error: {len(failed)} of {len(written) + len(failed)} image(s) failed:\n{listed}')
 
 
 if __name__ == '__main__':

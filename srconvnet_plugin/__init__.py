@@ -3,15 +3,14 @@
 With basicsr installed, importing this package makes basicsr importable on today's torchvision and registers
 ``SRConvNet`` in ``basicsr.utils.registry.ARCH_REGISTRY`` (and the plugin's training models in ``MODEL_REGISTRY``).
 Without basicsr (a model user's install), it registers nothing: the documented names that re-export the core
-(``srconvnet_plugin.spandrel_support``, ``python -m srconvnet_plugin.export``) still work, and the toolbox modules
-say how to install the toolbox.
+(``srconvnet_plugin.spandrel_support``, ``python -m srconvnet_plugin.export``, ``.infer``, ``.convert``) still work,
+and the toolbox's commands say in one line how to install the toolbox (:mod:`srconvnet_plugin.launch`).
 """
 import importlib.util
 
 from srconvnet import __version__  # noqa: F401  (one version for both layers)
 
-#: how to install the toolbox side, for messages (run from the repository's root)
-TOOLBOX_INSTALL = "bash scripts/setup_env.sh  (or: pip install --no-build-isolation '.[toolbox]')"
+from .launch import TOOLBOX_INSTALL, require_toolbox  # noqa: F401  (safe without the toolbox)
 
 if importlib.util.find_spec('basicsr') is not None:
     from .utils.compat import apply_import_shims
@@ -20,9 +19,3 @@ if importlib.util.find_spec('basicsr') is not None:
 
     from . import archs, models  # noqa: E402,F401  (registers the archs and the models)
 
-
-def require_toolbox(what):
-    """Raise a ``ModuleNotFoundError`` that says how to install the toolbox, where basicsr is not installed."""
-    if importlib.util.find_spec('basicsr') is None:
-        raise ModuleNotFoundError(f'{what} needs the BasicSR toolbox (basicsr), which is not installed here; from the '
-                                  f'srconvnet-plugin repository: {TOOLBOX_INSTALL}', name='basicsr')

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from tqdm import tqdm
 
 import srconvnet_plugin
 
-srconvnet_plugin.require_toolbox('srconvnet-compare')  # before anything imports basicsr
+srconvnet_plugin.require_toolbox('srconvnet-compare', __name__)  # before anything imports yaml or basicsr
+import yaml  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from srconvnet.atomic_write import atomic_write

@@ -24,7 +24,7 @@ from os import path as osp
 
 import srconvnet_plugin
 
-srconvnet_plugin.require_toolbox('srconvnet-demo')
+srconvnet_plugin.require_toolbox('srconvnet-demo', __name__)  # before anything imports basicsr
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

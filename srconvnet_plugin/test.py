@@ -5,7 +5,7 @@ Results (``results/<name>/``: log, ``visualization/``) go under the current work
 """
 import srconvnet_plugin
 
-srconvnet_plugin.require_toolbox('srconvnet-test')  # before anything imports basicsr
+srconvnet_plugin.require_toolbox('srconvnet-test', __name__)  # before anything imports basicsr
 from srconvnet_plugin.entry import run_pipeline  # noqa: E402
 from srconvnet_plugin.utils.compat import apply_pipeline_shims  # noqa: E402
 

@@ -12,7 +12,7 @@ Outputs (``experiments/``, ``tb_logger/``) go under the current working director
 """
 import srconvnet_plugin
 
-srconvnet_plugin.require_toolbox('srconvnet-train')  # before anything imports basicsr
+srconvnet_plugin.require_toolbox('srconvnet-train', __name__)  # before anything imports basicsr
 from srconvnet_plugin.entry import run_pipeline  # noqa: E402
 from srconvnet_plugin.utils.compat import apply_pipeline_shims  # noqa: E402
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from checkpoint_files import TINY, authors_checkpoint, bad_files, srconvnet
+from checkpoint_files import NOTES, TINY, authors_checkpoint, bad_files, srconvnet
 from helpers import plugin_env, python_cmd
 from srconvnet.archs.srconvnet_arch import SRConvNet
-from srconvnet.checkpoints import (CheckpointCodeError, CheckpointError, CheckpointMismatchError,
+from srconvnet.checkpoints import (CheckpointCodeError, CheckpointError, CheckpointFormatError, CheckpointMismatchError,
                                    CheckpointNotFoundError, CheckpointReadError, check_fits, load_srconvnet,
                                    load_state_dict, save_state_dict)
 from srconvnet_plugin.compare import CompareError, load_weights
@@ -58,6 +58,36 @@ def test_truncated_files_are_refused_naming_the_file(files, kind, reader):
     message = str(err.value)
     assert message.startswith(f'{files[kind]}: not a complete ') and '(truncated or corrupt)' in message
     assert f'{files[kind].stat().st_size} bytes, {reader} says: ' in message and '\n' not in message
+    assert not isinstance(err.value, CheckpointFormatError)  # a damaged checkpoint is still called a checkpoint
+
+
+NOT_A_CHECKPOINT = 'not a PyTorch checkpoint or .safetensors file: '
+
+
+@pytest.mark.parametrize('kind, what', [
+    ('notes', f"30 bytes of text, beginning {NOTES!r}"),
+    ('empty', 'the file is empty (0 bytes)'),
+    ('random', "4096 bytes of binary data that is neither a zip archive nor a pickle (PyTorch's formats) nor "
+               'safetensors, beginning 5f 82 c2 d9'),
+])
+def test_a_file_that_is_no_checkpoint_is_called_that(files, kind, what):
+    """Text, an empty file, random bytes: not "could run code", not "truncated": not a checkpoint."""
+    with pytest.raises(CheckpointFormatError) as err:
+        load_state_dict(files[kind])
+    assert str(err.value).startswith(f'{files[kind]}: {NOT_A_CHECKPOINT}')
+    assert str(err.value)[len(f'{files[kind]}: {NOT_A_CHECKPOINT}'):].startswith(what)
+    assert isinstance(err.value, CheckpointReadError)  # --auto_resume skips it as it skips a damaged one
+
+
+def test_a_text_file_named_safetensors_and_a_plain_pickle_are_no_checkpoints(files):
+    with pytest.raises(CheckpointFormatError, match=rf"^{files['notes_st']}: not a \.safetensors file: 30 bytes of "
+                       rf"text, beginning {NOTES!r}$"):
+        load_state_dict(files['notes_st'])
+    with pytest.raises(CheckpointFormatError) as err:
+        load_state_dict(files['plain_pickle'])
+    size = files['plain_pickle'].stat().st_size
+    assert str(err.value).startswith(f"{files['plain_pickle']}: {NOT_A_CHECKPOINT}{size} bytes, a pickle that "
+                                     'torch.load does not read as weights (')
 
 
 def test_a_pickle_that_holds_code_is_refused_and_never_runs(files):
@@ -65,9 +95,18 @@ def test_a_pickle_that_holds_code_is_refused_and_never_runs(files):
         load_state_dict(files['code'])
     assert isinstance(err.value, pickle.UnpicklingError)  # what callers of torch.load catch
     message = str(err.value)
-    assert message.startswith(f'{files["code"]}: refusing to load: the file holds more than tensors')
-    assert 'posix.system' in message and 'weights_only` set to `False`' not in message  # no advice to run it
+    assert message.startswith(f'{files["code"]}: refusing to load: the file holds more than tensors and plain '
+                              'containers (posix.system), so loading it could run code (')
+    assert 'weights_only` set to `False`' not in message  # no advice to run it
     assert not (files['code'].parent / 'code_ran').exists()
+
+
+def test_a_whole_pickled_network_is_refused_naming_its_classes(files):
+    """``torch.save(model)`` pickles classes, not only tensors: refused as code, with the first class named."""
+    with pytest.raises(CheckpointCodeError) as err:
+        load_state_dict(files['pickled_net'])
+    assert str(err.value).startswith(f"{files['pickled_net']}: refusing to load: the file holds more than tensors and "
+                                     'plain containers (srconvnet.archs.srconvnet_arch.SRConvNet, ')
 
 
 def test_a_missing_file_is_a_file_not_found_naming_it(files):
@@ -196,7 +235,7 @@ def test_convert_writes_safetensors_and_refuses_to_overwrite(tmp_path):
                            '--overwrite to replace it\n'
 
 
-@pytest.mark.parametrize('kind', ['truncated', 'code', 'edsr', 'missing'])
+@pytest.mark.parametrize('kind', ['truncated', 'code', 'edsr', 'missing', 'notes'])
 def test_the_commands_refuse_bad_weights_in_one_line(files, kind, tmp_path):
     """infer, export and convert: exit 2, one line naming the file, no traceback."""
     (tmp_path / 'in').mkdir()
@@ -218,5 +257,6 @@ def test_the_commands_refuse_bad_weights_in_one_line(files, kind, tmp_path):
 
 def test_checkpoint_error_is_a_value_error():
     """The commands catch ValueError / CheckpointError; every refusal is one."""
-    for cls in (CheckpointReadError, CheckpointCodeError, CheckpointMismatchError, CheckpointNotFoundError):
+    for cls in (CheckpointReadError, CheckpointFormatError, CheckpointCodeError, CheckpointMismatchError,
+                CheckpointNotFoundError):
         assert issubclass(cls, CheckpointError) and issubclass(cls, ValueError)

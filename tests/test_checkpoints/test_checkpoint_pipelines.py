@@ -21,7 +21,8 @@ TINY_X4 = 'SRConvNet x4 (num_feat 16, 1 block, 4 heads, 4 kernels)'
 REFUSALS = {
     'truncated': 'not a complete checkpoint (truncated or corrupt): 5000 bytes, torch says: ',
     'truncated_st': 'not a complete .safetensors file (truncated or corrupt): ',
-    'code': 'refusing to load: the file holds more than tensors and plain containers, so loading it could run code',
+    'code': 'refusing to load: the file holds more than tensors and plain containers (posix.system), so loading it '
+            'could run code',
     'edsr': 'not an SRConvNet checkpoint (another architecture: its 74 keys look like conv_first, body.N, '
             f'conv_after_body, upsample.N, conv_last); 74 of its keys are not SRConvNet keys, and it has none of the '
             f'36 keys of {TINY_X4}',

@@ -4,6 +4,7 @@ The node folder is imported the way ComfyUI imports a custom node (its ``__init_
 module name of ComfyUI's choosing), so its relative import and its spandrel registration are what ComfyUI gets.
 scripts/comfyui_check.py runs the same node in a real ComfyUI server.
 """
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ import torch
 from spandrel import ModelLoader
 from spandrel.architectures.Compact import Compact
 
-from comfyui_helpers import as_lq, comfy_image, descriptor, load_node_folder
+from comfyui_helpers import NODE_FOLDER, as_lq, comfy_image, descriptor, load_node_folder
 from conftest import REPO_ROOT
 from srconvnet.infer import upscale_image
 from srconvnet.tiling import tile_boxes, upscale_tensor
@@ -47,6 +48,47 @@ def test_loading_the_folder_registers_srconvnet_with_spandrel():
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ['False', 'SRConvNet', '1']
+
+
+#: import a custom node folder (argv[1]) as ComfyUI does, and print the ImportError it raises
+LOAD_AND_SHOW_THE_ERROR = textwrap.dedent('''
+    import importlib.util, sys
+    spec = importlib.util.spec_from_file_location('custom_nodes_x', sys.argv[1] + '/__init__.py')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as e:
+        print(e)
+''')
+
+
+@pytest.mark.parametrize('how', ['linked', 'copied'])
+def test_without_the_core_the_hint_fits_a_linked_and_a_copied_folder(how, tmp_path):
+    """ComfyUI's Python without the srconvnet package (an interpreter without site-packages: -I -S) loading the
+    folder linked into custom_nodes/ (the repository is above its real location: the hint installs it by its absolute
+    path, which works from any folder) or copied there (no repository: the hint says so)."""
+    custom_nodes = tmp_path / 'ComfyUI' / 'custom_nodes'
+    custom_nodes.mkdir(parents=True)
+    node = custom_nodes / 'comfyui_srconvnet'
+    if how == 'linked':
+        node.symlink_to(NODE_FOLDER, target_is_directory=True)
+    else:
+        shutil.copytree(NODE_FOLDER, node, ignore=shutil.ignore_patterns('__pycache__'))
+    done = subprocess.run([sys.executable, '-I', '-S', '-c', LOAD_AND_SHOW_THE_ERROR, str(node)], capture_output=True,
+                          text=True, cwd=custom_nodes, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    message = done.stdout.strip()
+    assert message.startswith("the SRConvNet node needs the srconvnet package (No module named 'srconvnet'); "
+                              "install it with ComfyUI's Python, then restart ComfyUI: ")
+    if how == 'linked':
+        assert message.endswith(f': "{sys.executable}" -m pip install "{REPO_ROOT}[spandrel]"')
+        assert (REPO_ROOT / 'pyproject.toml').read_text().count('name = "srconvnet-plugin"') == 1
+    else:
+        assert message.endswith(f': {node.resolve()} is a copy with no srconvnet-plugin repository above it, so '
+                                f'install the core from your checkout: "{sys.executable}" -m pip install '
+                                '"/path/to/srconvnet-plugin[spandrel]"')
+    assert 'requirements.txt' not in message and 'in this folder' not in message
 
 
 def test_node_declaration(node_module):

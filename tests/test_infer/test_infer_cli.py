@@ -1,4 +1,5 @@
-"""The inference CLI on real photographs written in each input format, tiling, and the no-overwrite rule.
+"""The inference CLI on real photographs written in each input format, tiling, the no-overwrite rule, and folders
+holding files that are not images (every good image is processed, the bad ones listed).
 
 Each expected output is computed here straight from the network (``SRConvNet.forward`` on the decoded pixels), so
 the tests check colour order, bit depth, grayscale and alpha handling end to end, not only shapes.
@@ -62,8 +63,8 @@ def write(path, img):
 
 def upscale_only(tmp_path, src, weights, **kwargs):
     """Run the CLI's library entry on one file; return the decoded (unchanged) output."""
-    written = run(src, tmp_path / 'out', weights, device='cpu', progress=False, **kwargs)
-    assert len(written) == 1
+    written, failed = run(src, tmp_path / 'out', weights, device='cpu', progress=False, **kwargs)
+    assert len(written) == 1 and failed == []
     return written[0], cv2.imread(str(written[0]), cv2.IMREAD_UNCHANGED)
 
 
@@ -134,8 +135,8 @@ def test_folder_and_jpeg_to_png(tmp_path, model, weights):
     write(folder / 'a.png', astronaut_bgr())
     write(folder / 'b.jpg', astronaut_bgr(20, 20))
     (folder / 'notes.txt').write_text('not an image')
-    written = run(folder, tmp_path / 'out', weights, ext='png', device='cpu', progress=False)
-    assert sorted(p.name for p in written) == ['a_x2.png', 'b_x2.png']
+    written, failed = run(folder, tmp_path / 'out', weights, ext='png', device='cpu', progress=False)
+    assert sorted(p.name for p in written) == ['a_x2.png', 'b_x2.png'] and failed == []
     assert cv2.imread(str(tmp_path / 'out' / 'b_x2.png')).shape == (40, 40, 3)
     write(folder / 'a.webp', astronaut_bgr())  # a.png and a.webp would both become a_x2.png
     with pytest.raises(InferenceError, match='a_x2.png'):
@@ -235,3 +236,66 @@ def test_precision(tmp_path, model, weights):
     _, bf16 = upscale_only(tmp_path / 'b', src, weights, tile=0, precision='bf16')
     err = (fp32.astype(np.float64) - bf16)**2
     assert 10 * np.log10(255**2 / err.mean()) > 30  # bf16 keeps about 3 significant digits
+
+
+def png_bytes(img):
+    ok, png = cv2.imencode('.png', img)
+    assert ok
+    return png.tobytes()
+
+
+def test_a_folder_with_bad_images_gives_every_good_one_and_lists_the_bad(tmp_path, weights, capsys):
+    """A text file named .png (first by name), a truncated PNG and an empty JPEG between two good images: both good
+    ones are written, each bad one is reported as it fails and listed at the end, exit code 1."""
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    (folder / 'a_notes.png').write_text('these are my notes, not a PNG\n')
+    write(folder / 'b_good.png', astronaut_bgr())
+    (folder / 'c_cut.png').write_bytes(png_bytes(astronaut_bgr(20, 22))[:300])  # a download that stopped
+    (folder / 'd_empty.jpg').write_bytes(b'')
+    write(folder / 'e_good.jpg', astronaut_bgr(20, 20))
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit) as done:
+        main(['-i', str(folder), '-o', str(out), '--weights', str(weights), '--device', 'cpu', '--quiet'])
+    assert done.value.code == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1] == f'wrote 2 image(s) to {out}'
+    bad = {name: 'not an image OpenCV can decode' for name in ('a_notes.png', 'c_cut.png', 'd_empty.jpg')}
+    err = [line for line in captured.err.splitlines() if not line.startswith(('[ WARN', '[ERROR'))]  # OpenCV's own
+    assert err == ([f'skipped {folder / n}: {why}' for n, why in bad.items()] + ['error: 3 of 5 image(s) failed:'] +
+                   [f'  {folder / n}: {why}' for n, why in bad.items()])
+    assert sorted(p.name for p in out.iterdir()) == ['b_good_x2.png', 'e_good_x2.jpg']
+    # the good images are what a run on each of them alone gives
+    for name, written in (('b_good.png', 'b_good_x2.png'), ('e_good.jpg', 'e_good_x2.jpg')):
+        _, alone = upscale_only(tmp_path / name, folder / name, weights)
+        assert np.array_equal(cv2.imread(str(out / written), cv2.IMREAD_UNCHANGED), alone), name
+
+
+def test_a_run_that_writes_nothing_leaves_no_output_folder(tmp_path, weights):
+    """No image decodes: the output folder (and the missing folders above it) are not left behind; a folder that was
+    there before the run stays."""
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    (folder / 'a.png').write_text('not a PNG')
+    (folder / 'b.png').write_bytes(png_bytes(astronaut_bgr())[:100])
+    written, failed = run(folder, tmp_path / 'new' / 'out', weights, device='cpu', progress=False)
+    assert written == [] and [(p.name, why) for p, why in failed] == [('a.png', 'not an image OpenCV can decode'),
+                                                                      ('b.png', 'not an image OpenCV can decode')]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['in']
+    (tmp_path / 'mine').mkdir()
+    assert run(folder, tmp_path / 'mine', weights, device='cpu', progress=False)[0] == []
+    assert (tmp_path / 'mine').is_dir()
+
+
+def test_a_single_bad_file_is_one_failure(tmp_path, weights):
+    """The same rule for a file: the command says which file and why, exit code 1, no output folder."""
+    (tmp_path / 'photo.png').write_text('not a PNG')
+    cmd = [sys.executable, '-m', 'srconvnet.infer', '-i', 'photo.png', '-o', 'out', '--weights', str(weights),
+           '--device', 'cpu', '--quiet']
+    done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+                          cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stdout == 'wrote 0 image(s)\n'
+    assert done.stderr.splitlines()[-2:] == ['error: 1 of 1 image(s) failed:',
+                                             '  photo.png: not an image OpenCV can decode']
+    assert 'Traceback' not in done.stderr and not (tmp_path / 'out').exists()
