@@ -101,37 +101,15 @@ def measure(network, input_size, times, relative, relative_to, device='cpu', mem
     else:  # a fresh process builds its own copy: one network's freed memory cannot hide another's peak
         mem = cpu_peak_memory_in_fresh_process(opt, shape, threads=threads, builder=MEMORY_BUILDER)
     latency = Latency.from_times(times)
-    return OrderedDict(
-        arch=network.spec.name,
-        type=opt['type'],
-        scale=scale,
-        input=f'{h}x{w}',
-        traced_input=f'{ph}x{pw}',
-        output=f'{h * scale}x{w * scale}',
-        params=cx.params,
-        params_deployed=deployed,
-        macs=cx.macs,
-        macs_extra=cx.macs_extra,
-        total_macs=cx.total_macs,
-        other_ops=cx.other_ops,
-        params_thop=params_thop,
-        macs_thop=macs_thop,
-        latency_median_ms=latency.median_ms,
-        latency_iqr_ms=latency.iqr_ms,
-        latency_min_ms=latency.min_ms,
-        latency_max_ms=latency.max_ms,
-        latency_relative=relative,
-        relative_to=relative_to,
-        runs=len(times),
-        device=str(device),
-        memory_forward_mb=mem.forward_bytes / 2**20 if mem else None,
-        memory_peak_mb=mem.peak_bytes / 2**20 if mem else None,
-        memory_kind=mem.kind if mem else None,
-        psnr_y=None,
-        ssim_y=None,
-        notes='; '.join(notes),
-        options=opt,
-        times_ms=latency.times_ms,
-        by_operator=cx.by_operator,
-        unsupported=cx.unsupported,
-    )
+    row = OrderedDict(arch=network.spec.name, type=opt['type'], scale=scale, input=f'{h}x{w}',
+                      traced_input=f'{ph}x{pw}', output=f'{h * scale}x{w * scale}', params=cx.params,
+                      params_deployed=deployed)
+    row.update((key, getattr(cx, key)) for key in ('macs', 'macs_extra', 'total_macs', 'other_ops'))
+    row.update(params_thop=params_thop, macs_thop=macs_thop)
+    row.update((f'latency_{key}', getattr(latency, key)) for key in ('median_ms', 'iqr_ms', 'min_ms', 'max_ms'))
+    row.update(latency_relative=relative, relative_to=relative_to, runs=len(times), device=str(device))
+    row.update(memory_forward_mb=mem.forward_bytes / 2**20 if mem else None,
+               memory_peak_mb=mem.peak_bytes / 2**20 if mem else None, memory_kind=mem.kind if mem else None)
+    row.update(psnr_y=None, ssim_y=None, notes='; '.join(notes), options=opt, times_ms=latency.times_ms,
+               by_operator=cx.by_operator, unsupported=cx.unsupported)
+    return row

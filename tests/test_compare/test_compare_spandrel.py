@@ -79,12 +79,12 @@ def test_spandrel_preset_beside_srconvnet_and_a_basicsr_arch(tmp_path, capsys, c
 
 
 def test_each_network_is_built_once_per_scale(tmp_path, capsys, constructed):
-    main(['--scale', '2', '4', '--archs', 'ECBSR', '--arch-opt', 'tiny', TINY, '--arch-opt', 'safmn', TINY_SAFMN,
+    main(['--scale', '2', '4', '--archs', '--arch-opt', 'tiny', TINY, '--arch-opt', 'safmn', TINY_SAFMN,
           '--relative-to', 'safmn', '--input-size', '8', '--runs', '1', '--warmup', '0', '--no-memory', '--out-dir',
           str(tmp_path)])
-    assert constructed == {'ECBSR': 2, 'SRConvNet': 2, 'SAFMN': 2}
+    assert constructed == {'SRConvNet': 2, 'SAFMN': 2}
     rows = json.loads((tmp_path / 'compare.json').read_text())['rows']
-    assert [(r['arch'], r['scale']) for r in rows] == [(n, s) for s in (2, 4) for n in ('ECBSR', 'tiny', 'safmn')]
+    assert [(r['arch'], r['scale']) for r in rows] == [(n, s) for s in (2, 4) for n in ('tiny', 'safmn')]
     assert {r['relative_to'] for r in rows} == {'safmn'}
     assert '| Time vs safmn |' in capsys.readouterr().out
 
@@ -115,6 +115,7 @@ def test_a_spandrel_arch_that_is_not_there_is_named(tmp_path, capsys):
     assert build(ArchSpec('s', {'type': 'spandrel.SPAN', 'num_in_ch': 3, 'num_out_ch': 3}, 'arch-opt'), 2).opt['upscale'] == 2
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_without_spandrel_its_presets_are_unavailable_in_one_line(tmp_path):
     """A fresh interpreter where ``import spandrel`` fails: help lists the presets as unavailable, naming them
     is one error line with exit code 2, and BasicSR's presets are still there."""
