@@ -22,7 +22,8 @@ one network's allocations cannot hide another's, with the peak reset by writing 
 ``/proc/self/clear_refs`` (Linux; elsewhere the lifetime peak ``ru_maxrss`` is used and ``reset`` is False).
 
 The fresh process is ``python -m srconvnet_plugin.utils.profiling '<arch opt as JSON>' C H W``, which builds the network
-with ``basicsr.archs.build_network`` (any registered arch, plugin archs included) and prints a JSON line.
+with ``basicsr.archs.build_network`` (any registered arch, plugin archs included; ``--builder module:function`` names
+another builder, e.g. the comparison's, which also builds spandrel's archs) and prints a JSON line.
 """
 import argparse
 import json
