@@ -114,8 +114,8 @@ def arch_class(arch_type):
     ``spandrel.architectures.<Name>.<Name>``; a ``CompareError`` naming what is available otherwise."""
     if not is_spandrel(arch_type):
         if arch_type not in ARCH_REGISTRY:
-            raise CompareError(f'type {arch_type!r} is not a registered arch; registered: {", ".join(registered_archs())}'
-                               f' (and spandrel.<Name> for spandrel\'s archs)')
+            raise CompareError(f'type {arch_type!r} is not a registered arch; registered: '
+                               f'{", ".join(registered_archs())} (and spandrel.<Name> for spandrel\'s archs)')
         return ARCH_REGISTRY.get(arch_type)
     if not spandrel_available():
         raise CompareError(f'type {arch_type!r} needs spandrel, which is not installed: {SPANDREL_INSTALL}')

@@ -112,7 +112,9 @@ def test_a_spandrel_arch_that_is_not_there_is_named(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "type 'spandrel.NoSuchNet': spandrel has no arch class NoSuchNet; its archs:" in err and 'SAFMN' in err
-    assert build(ArchSpec('s', {'type': 'spandrel.SPAN', 'num_in_ch': 3, 'num_out_ch': 3}, 'arch-opt'), 2).opt['upscale'] == 2
+    # a spandrel class whose scale argument is 'upscale' gets it set, as BasicSR archs do
+    span = build(ArchSpec('s', {'type': 'spandrel.SPAN', 'num_in_ch': 3, 'num_out_ch': 3}, 'arch-opt'), 2)
+    assert span.opt['upscale'] == 2 and span.model(torch.rand(1, 3, 5, 7)).shape == (1, 3, 10, 14)
 
 
 @pytest.mark.slow  # a fresh interpreter
