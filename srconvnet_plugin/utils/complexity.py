@@ -199,6 +199,12 @@ def elementwise_handle(name):
     return handle
 
 
+def layer_norm_handle(inputs, outputs):
+    """mmengine's estimate for ``aten::layer_norm`` (5 operations per element with an affine part, else 4) at any
+    rank: mmengine's own handle stops at 5 dimensions, OmniSR normalises 6-dimensional window tensors."""
+    return Counter({'layer_norm': _numel(get_shape(inputs[0])) * (5 if get_shape(inputs[2]) is not None else 4)})
+
+
 def make_analyzer(model, inputs):
     """``FlopAnalyzer`` for ``model(*inputs)`` with this module's handles added to mmengine's defaults."""
     analyzer = FlopAnalyzer(model, inputs)
@@ -206,6 +212,7 @@ def make_analyzer(model, inputs):
     handles['aten::scaled_dot_product_attention'] = sdpa_mac_handle
     handles['aten::mul'] = mul_handle
     handles['aten::mul_'] = mul_handle
+    handles['aten::layer_norm'] = layer_norm_handle
     handles.update({f'aten::{name}': elementwise_handle(name.rstrip('_')) for name in _ELEMENTWISE_OPS})
     handles.update({name: None for name in _ZERO_COST_OPS})
     analyzer.set_op_handle(**handles)

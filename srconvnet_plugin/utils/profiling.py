@@ -22,7 +22,8 @@ one network's allocations cannot hide another's, with the peak reset by writing 
 ``/proc/self/clear_refs`` (Linux; elsewhere the lifetime peak ``ru_maxrss`` is used and ``reset`` is False).
 
 The fresh process is ``python -m srconvnet_plugin.utils.profiling '<arch opt as JSON>' C H W``, which builds the network
-with ``basicsr.archs.build_network`` (any registered arch, plugin archs included) and prints a JSON line.
+with ``basicsr.archs.build_network`` (any registered arch, plugin archs included; ``--builder module:function`` names
+another builder, e.g. the comparison's, which also builds spandrel's archs) and prints a JSON line.
 """
 import argparse
 import json
@@ -46,6 +47,13 @@ class Latency:
     min_ms: float
     max_ms: float
     times_ms: list = field(default_factory=list)
+
+    @classmethod
+    def from_times(cls, times_ms):
+        """The summary of per-call times in milliseconds (at least one)."""
+        q25, q75 = np.percentile(times_ms, [25, 75])
+        return cls(median_ms=float(statistics.median(times_ms)), iqr_ms=float(q75 - q25), min_ms=float(min(times_ms)),
+                   max_ms=float(max(times_ms)), times_ms=[float(t) for t in times_ms])
 
     def as_dict(self):
         return asdict(self)
@@ -124,13 +132,7 @@ def measure_latency(fn, runs=10, warmup=3, device='cpu'):
         fn()
         _sync(device)
         times.append((time.perf_counter() - start) * 1e3)
-    q25, q75 = np.percentile(times, [25, 75])
-    return Latency(
-        median_ms=float(statistics.median(times)),
-        iqr_ms=float(q75 - q25),
-        min_ms=float(min(times)),
-        max_ms=float(max(times)),
-        times_ms=[float(t) for t in times])
+    return Latency.from_times(times)
 
 
 def cuda_peak_memory(fn, device='cuda'):
@@ -182,12 +184,13 @@ def cpu_peak_memory(fn, warmup=True):
     return Memory(peak_bytes=peak * 1024, forward_bytes=max(peak - rss, 0) * 1024, kind='cpu_peak_rss', reset=reset)
 
 
-def cpu_peak_memory_in_fresh_process(arch_opt, input_shape, threads=None, timeout=600):
+def cpu_peak_memory_in_fresh_process(arch_opt, input_shape, threads=None, timeout=600, builder=None):
     """Peak RSS of one forward pass of ``build_network(arch_opt)`` on a random ``(1, *input_shape)`` input.
 
     Runs ``python -m srconvnet_plugin.utils.profiling`` in a new process (same interpreter and ``sys.path``) and returns
     its ``Memory``. ``arch_opt`` is a BasicSR ``network_g`` dict (JSON-serialisable); ``threads`` sets
-    ``torch.set_num_threads`` there (default: torch's choice).
+    ``torch.set_num_threads`` there (default: torch's choice); ``builder`` ('module:function', default basicsr's
+    ``build_network``) is what turns ``arch_opt`` into the network there.
     """
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
@@ -196,6 +199,8 @@ def cpu_peak_memory_in_fresh_process(arch_opt, input_shape, threads=None, timeou
     cmd += [str(v) for v in input_shape]
     if threads:
         cmd += ['--threads', str(threads)]
+    if builder:
+        cmd += ['--builder', builder]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f'memory measurement of {arch_opt} failed (exit {proc.returncode}): {proc.stderr[-2000:]}')
@@ -209,14 +214,18 @@ def main(argv=None):
     parser.add_argument('arch_opt', help="network_g options as JSON, e.g. '{\"type\": \"SRConvNet\"}'")
     parser.add_argument('shape', nargs=3, type=int, metavar=('C', 'H', 'W'), help='input shape')
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: torch decides)')
+    parser.add_argument('--builder', default='basicsr.archs:build_network',
+                        help="'module:function' that builds the network from the options (default: basicsr's)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    import srconvnet_plugin  # noqa: F401  (basicsr import shims; registers the plugin archs)
-    from basicsr.archs import build_network
+    import importlib
 
-    model = build_network(json.loads(args.arch_opt)).eval()
+    import srconvnet_plugin  # noqa: F401  (basicsr import shims; registers the plugin archs)
+
+    module, _, function = args.builder.partition(':')
+    model = getattr(importlib.import_module(module), function)(json.loads(args.arch_opt)).eval()
     x = torch.rand(1, *args.shape)
     with torch.no_grad():  # the first forward pass of a fresh process: one-time buffers are part of its peak
         memory = cpu_peak_memory(lambda: model(x), warmup=False)

@@ -8,7 +8,8 @@ from torch import nn
 
 from basicsr.archs import build_network
 from srconvnet.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.compare import PRESETS, available_archs, input_channels, opt_for_scale
+from srconvnet_plugin.compare import (PRESETS, SPANDREL_PRESETS, available_archs, construct, input_channels,
+                                      opt_for_scale, size_rule)
 from srconvnet_plugin.utils.complexity import count_complexity, reparameterised_params, thop_counts
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # see tests/conftest.py
@@ -52,11 +53,34 @@ def test_thop_counts_srconvnet_x4_as_the_authors_network_is_commonly_reported():
 @pytest.mark.parametrize('name', list(available_archs()))
 def test_params_of_every_preset_equal_the_sum_of_its_tensors(name):
     opt = opt_for_scale(available_archs()[name], 4)
-    model = build_network(opt).eval()
-    # a small input: parameters do not depend on it (SwinIR-light: a multiple of its window)
+    model = construct(opt).eval()
+    # a small input: parameters do not depend on it (16×16 is a size every preset accepts as it is)
+    assert size_rule(opt).padded((16, 16)) == (16, 16)
     c = count_complexity(model, (input_channels(opt), 16, 16))
     assert c.params == sum(p.numel() for p in model.parameters())
     assert c.macs > 0
+
+
+def test_spandrel_presets_are_spandrels_classes_with_spandrels_size_rules():
+    """Each spandrel preset is built from ``spandrel.architectures.<Name>.<Name>``; spandrel's own loader, given the
+    built model's weights, finds the same arch, scale and size requirements as the preset's ``size_rule``."""
+    import importlib
+
+    assert set(SPANDREL_PRESETS) >= {'SAFMN', 'SPAN', 'OmniSR', 'PLKSR-tiny', 'Compact', 'SwinIR-light-spandrel'}
+    for name, preset in SPANDREL_PRESETS.items():
+        opt = opt_for_scale(preset, 3)
+        arch_name = opt['type'].split('.', 1)[1]
+        package = importlib.import_module(f'spandrel.architectures.{arch_name}')
+        model = construct(opt)
+        assert type(model) is getattr(package, arch_name)
+        descriptor = getattr(package, f'{arch_name}Arch')().load(model.state_dict())
+        assert descriptor.scale == 3
+        assert type(descriptor.model) is type(model)
+        rule, wanted = size_rule(opt), descriptor.size_requirements
+        assert (rule.minimum, rule.multiple) == (wanted.minimum, wanted.multiple_of), name
+        for size in ((16, 16), (17, 23), (5, 40)):
+            pad_w, pad_h = wanted.get_padding(size[1], size[0])
+            assert rule.padded(size) == (size[0] + pad_h, size[1] + pad_w), (name, size)
 
 
 def test_presets_have_the_published_sizes():
@@ -101,6 +125,28 @@ def test_handles_for_what_mmengine_counts_as_zero():
     assert gate.macs_extra == 300  # x · sigmoid(x): one product per element
     assert gate.by_operator == {'elementwise_product': 300, 'other:mul': 300, 'other:sigmoid': 300}
     assert gate.other_ops == 600
+
+
+def test_spandrel_presets_have_the_published_sizes():
+    """×4 as their papers report: SAFMN 240 K, Compact 64/16 621 K; SPAN-48 426 K and Omni-SR 792 K in the form
+    thop counts (SPAN's deployed 3×3 convs without the training branches it also holds, Omni-SR without its
+    position-bias embeddings)."""
+    models = {name: construct(opt_for_scale(SPANDREL_PRESETS[name], 4)).eval()
+              for name in ('SAFMN', 'Compact', 'SPAN', 'OmniSR')}
+    params = {name: sum(p.numel() for p in model.parameters()) for name, model in models.items()}
+    assert round(params['SAFMN'] / 1e3) == 240
+    assert round(params['Compact'] / 1e3) == 621
+    assert round(thop_counts(models['SPAN'], (3, 16, 16))[0] / 1e3) == 426 < params['SPAN'] / 1e3
+    assert round(thop_counts(models['OmniSR'], (3, 16, 16))[0] / 1e3) == 792 < params['OmniSR'] / 1e3
+
+
+def test_layer_norm_of_any_rank_is_estimated_as_mmengine_does():
+    """mmengine's layer-norm handle stops at 5 dimensions; OmniSR normalises 6-dimensional windows."""
+    norm = nn.LayerNorm(8)
+    six_dims = count_complexity(norm, (2, 3, 4, 5, 8))  # (1, 2, 3, 4, 5, 8) after the batch dimension
+    assert six_dims.by_operator == {'other:layer_norm': 5 * 2 * 3 * 4 * 5 * 8}
+    plain = count_complexity(nn.LayerNorm(8, elementwise_affine=False), (4, 8))
+    assert plain.by_operator == {'other:layer_norm': 4 * 4 * 8}
 
 
 def test_ecbsr_deployed_params_fold_the_branches_into_3x3_convs():
