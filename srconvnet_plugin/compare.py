@@ -38,8 +38,8 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from srconvnet.atomic_write import atomic_write
 from srconvnet_plugin.utils.complexity import count_complexity, reparameterised_params, thop_counts
-from srconvnet_plugin.utils.profiling import (cpu_info, cpu_peak_memory_in_fresh_process, cuda_peak_memory,
-                                              measure_latency)
+from srconvnet_plugin.measure.benchmark_helpers import cpu_info
+from srconvnet_plugin.utils.profiling import cpu_peak_memory_in_fresh_process, cuda_peak_memory, measure_latency
 
 # Lightweight configurations of BasicSR's own archs (scale argument left out; it is added per run).
 PRESETS = OrderedDict([

@@ -1,0 +1,1 @@
+"""Measurement tools: the helpers the benchmark scripts share (``benchmark_helpers``)."""
