@@ -32,7 +32,7 @@ import srconvnet_plugin  # noqa: F401  (registers the models; torchvision alias 
 from srconvnet.atomic_write import atomic_save, atomic_write
 from srconvnet_plugin.data.data_preparation import write_meta_info
 from srconvnet_plugin.demo import TRAIN_IMAGES, _photo
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 from srconvnet_plugin.utils.options import load_options
 from srconvnet_plugin.measure.benchmark_helpers import (describe_machine, machine_info, markdown_table, synchronize,
                                                          time_alternately)

@@ -14,7 +14,7 @@ from srconvnet import __version__  # noqa: F401  (one version for both layers)
 TOOLBOX_INSTALL = "bash scripts/setup_env.sh  (or: pip install --no-build-isolation '.[toolbox]')"
 
 if importlib.util.find_spec('basicsr') is not None:
-    from .utils.compat import apply_import_shims
+    from .patches.compat import apply_import_shims
 
     apply_import_shims()
 

@@ -10,9 +10,9 @@ Usage::
 Every network is built from a BasicSR ``network_g`` dict through ``basicsr.archs.build_network``, so any arch in
 ``ARCH_REGISTRY`` can be compared (``--arch-opt``); presets hold the lightweight configurations of BasicSR's own
 archs as their papers and BasicSR's option files define them, and the plugin's archs are added with their defaults.
-Counting conventions are in ``srconvnet_plugin.utils.complexity`` (MACs; the thop columns are the counts as commonly
-reported, ``thop.profile``, beside the true ones) and ``srconvnet_plugin.utils.profiling`` (time, memory). Writes
-``compare.md``, ``compare.csv``, ``compare.json`` and ``compare.png`` to ``--out-dir``.
+Counting conventions are in ``srconvnet_plugin.measure.complexity`` (MACs; the thop columns are the counts as
+commonly reported, ``thop.profile``, beside the true ones) and ``srconvnet_plugin.measure.profiling`` (time, memory).
+Writes ``compare.md``, ``compare.csv``, ``compare.json`` and ``compare.png`` to ``--out-dir``.
 """
 import argparse
 import csv
@@ -37,9 +37,9 @@ srconvnet_plugin.require_toolbox('srconvnet-compare')  # before anything imports
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from srconvnet.atomic_write import atomic_write
-from srconvnet_plugin.utils.complexity import count_complexity, reparameterised_params, thop_counts
+from srconvnet_plugin.measure.complexity import count_complexity, reparameterised_params, thop_counts
 from srconvnet_plugin.measure.benchmark_helpers import cpu_info
-from srconvnet_plugin.utils.profiling import cpu_peak_memory_in_fresh_process, cuda_peak_memory, measure_latency
+from srconvnet_plugin.measure.profiling import cpu_peak_memory_in_fresh_process, cuda_peak_memory, measure_latency
 
 # Lightweight configurations of BasicSR's own archs (scale argument left out; it is added per run).
 PRESETS = OrderedDict([

@@ -307,7 +307,7 @@ def photo_lr(name, scale):
 
 
 def _cpu_peak_child(queue, name, scale, size, precision, channels_last, threads):
-    from srconvnet_plugin.utils.profiling import cpu_peak_memory
+    from srconvnet_plugin.measure.profiling import cpu_peak_memory
 
     torch.set_num_threads(threads)
     run = runner(build(name, scale), torch.rand(1, 3, *size), torch.device('cpu'), precision, channels_last)
@@ -321,7 +321,7 @@ def forward_peak_memory(name, scale, size, device, precision='fp32', channels_la
     CUDA: peak allocated memory. CPU: growth of the peak resident set in a fresh process (allocator caches and
     earlier models would hide it here), ``threads`` torch threads there (default: this process's number).
     """
-    from srconvnet_plugin.utils.profiling import cuda_peak_memory
+    from srconvnet_plugin.measure.profiling import cuda_peak_memory
 
     device = torch.device(device)
     if device.type == 'cuda':

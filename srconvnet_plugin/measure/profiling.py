@@ -2,7 +2,7 @@
 
 Three functions, usable on their own (e.g. by a speed benchmark)::
 
-    from srconvnet_plugin.utils.profiling import measure_latency, cuda_peak_memory, cpu_peak_memory_in_fresh_process
+    from srconvnet_plugin.measure.profiling import measure_latency, cuda_peak_memory, cpu_peak_memory_in_fresh_process
 
     lat = measure_latency(lambda: model(x), runs=10, warmup=3, device=x.device)
     lat.median_ms, lat.iqr_ms                       # median and interquartile range over the timed runs
@@ -21,8 +21,8 @@ peak resident set size (``VmHWM``) during the first forward pass of a fresh Pyth
 one network's allocations cannot hide another's, with the peak reset by writing ``5`` to
 ``/proc/self/clear_refs`` (Linux; elsewhere the lifetime peak ``ru_maxrss`` is used and ``reset`` is False).
 
-The fresh process is ``python -m srconvnet_plugin.utils.profiling '<arch opt as JSON>' C H W``, which builds the network
-with ``basicsr.archs.build_network`` (any registered arch, plugin archs included) and prints a JSON line.
+The fresh process is ``python -m srconvnet_plugin.measure.profiling '<arch opt as JSON>' C H W``, which builds the
+network with ``basicsr.archs.build_network`` (any registered arch, plugin archs included) and prints a JSON line.
 """
 import argparse
 import json
@@ -121,14 +121,14 @@ def cpu_peak_memory(fn, warmup=True):
 def cpu_peak_memory_in_fresh_process(arch_opt, input_shape, threads=None, timeout=600):
     """Peak RSS of one forward pass of ``build_network(arch_opt)`` on a random ``(1, *input_shape)`` input.
 
-    Runs ``python -m srconvnet_plugin.utils.profiling`` in a new process (same interpreter and ``sys.path``) and returns
-    its ``Memory``. ``arch_opt`` is a BasicSR ``network_g`` dict (JSON-serialisable); ``threads`` sets
+    Runs ``python -m srconvnet_plugin.measure.profiling`` in a new process (same interpreter and ``sys.path``) and
+    returns its ``Memory``. ``arch_opt`` is a BasicSR ``network_g`` dict (JSON-serialisable); ``threads`` sets
     ``torch.set_num_threads`` there (default: torch's choice).
     """
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join([pkg_root] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
-    cmd = [sys.executable, '-m', 'srconvnet_plugin.utils.profiling', json.dumps(arch_opt)]
+    cmd = [sys.executable, '-m', 'srconvnet_plugin.measure.profiling', json.dumps(arch_opt)]
     cmd += [str(v) for v in input_shape]
     if threads:
         cmd += ['--threads', str(threads)]

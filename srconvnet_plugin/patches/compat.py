@@ -7,11 +7,12 @@ failures are listed with their verified fixes in ``../shared/STACK.md``). Two gr
 * ``apply_pipeline_shims`` runs when the entry points ``srconvnet_plugin.train`` / ``srconvnet_plugin.test`` are
   imported (call it yourself before driving ``basicsr.train.train_pipeline`` from other code). It is idempotent.
 
-The pipeline shims also make basicsr fail clearly and lose nothing: the option checks of ``checks.py`` run inside
-``parse_options``; checkpoints are written atomically and a failed write stops training; ``--auto_resume`` takes the
-newest complete state (``resume.py``); a NaN/inf loss or a SIGINT/SIGTERM stops training cleanly
-(``training_guards.py``, on ``faults.py``); undecodable images and records are named (``data_faults.py``). This module
-holds the wiring and the small shims; those three modules hold the logic they wire in.
+The pipeline shims also make basicsr fail clearly and lose nothing: the option checks of ``utils/checks.py`` run inside
+``parse_options``; checkpoints are written atomically and a failed write stops training (``basicsr_checkpoints.py``);
+``--auto_resume`` takes the newest complete state (``utils/resume.py``); a NaN/inf loss or a SIGINT/SIGTERM stops
+training cleanly (``training_guards.py``, on ``utils/faults.py``); undecodable images and records are named
+(``data/data_faults.py``). This module holds the wiring and the small shims; those modules hold the logic they wire
+in, as public ``wrap_*`` functions.
 
 The entry points themselves fix the remaining behaviour: they pass the current working directory as ``root_path``
 (basicsr's own ``__main__`` computes it from its file, so outputs would land in site-packages).
@@ -20,7 +21,7 @@ import argparse
 import importlib
 import sys
 
-from .basicsr_checkpoints import _SafeTorch, _wrap_save, _wrap_save_network, check_checkpoint_options, load_network
+from .basicsr_checkpoints import SafeTorch, load_network, wrap_save, wrap_save_network
 
 _PIPELINE_SHIMS_APPLIED = False
 
@@ -43,7 +44,7 @@ def _safe_ordered_yaml(_orig):
 
     def ordered_yaml():
         """Replaces basicsr's ``ordered_yaml``: same Dumper, but the safe ``OptionLoader`` instead of yaml.Loader."""
-        from .options import OptionLoader
+        from ..utils.options import OptionLoader
         return OptionLoader, _orig()[1]
 
     return ordered_yaml
@@ -63,13 +64,12 @@ def _wrap_parse_options(_orig):
 
     def parse_options(root_path, is_train=True):
         """Wraps basicsr's ``parse_options``: reads ``-opt`` with the safe loader first (refusing Python tags before
-        basicsr opens the file), accepts ``--local-rank``, names the option at fault when it asks for CUDA on a
-        machine without it, and checks arch, scale, crop size and data (``checks.check_options``) before anything
-        is built: basicsr finds most of these only when the first batch is loaded or the loss is computed."""
-        import torch
-
-        from .checks import check_options
-        from .options import OptionFileError, load_options
+        basicsr opens the file), accepts ``--local-rank``, and reports every problem of the options in one message
+        (``utils.checks.check_options``: arch, scale, device, training keys, checkpoint format, crop size and data)
+        before anything is built: basicsr finds most of these only when the first batch is loaded or the loss is
+        computed."""
+        from ..utils.checks import check_options
+        from ..utils.options import load_options
         argv = _normalise_local_rank(sys.argv)
         peek = argparse.ArgumentParser(add_help=False)
         peek.add_argument('-opt', type=str)
@@ -81,11 +81,7 @@ def _wrap_parse_options(_orig):
             opt, args = _orig(root_path, is_train)
         finally:
             sys.argv = saved_argv
-        if opt['num_gpu'] != 0 and not torch.cuda.is_available():
-            raise OptionFileError(f"{opt_path}: num_gpu: {opt['num_gpu']} asks for CUDA, but torch sees no CUDA device "
-                                  "here; use num_gpu: 0 (or auto) to run on the CPU")
-        check_options(opt, opt_path)
-        check_checkpoint_options(opt, opt_path)
+        check_options(opt, opt_path)  # every problem of the file, in one message
         return opt, args
 
     return parse_options
@@ -155,9 +151,9 @@ def apply_pipeline_shims():
     import basicsr.utils.img_process_util as img_process_util
     import basicsr.utils.options as options
 
-    from ..data.data_faults import _checked_imfrombytes, _wrap_file_client_get, _wrap_paired_getitem
-    from .resume import load_resume_state
-    from .training_guards import _wrap_build_model, _wrap_set_epoch, _wrap_train_pipeline
+    from ..data.data_faults import checked_imfrombytes, wrap_file_client_get, wrap_paired_getitem
+    from ..utils.resume import load_resume_state
+    from .training_guards import wrap_build_model, wrap_set_epoch, wrap_train_pipeline
 
     # option files: basicsr's loader builds Python objects from tags; read them with the safe OptionLoader
     options.ordered_yaml = _safe_ordered_yaml(options.ordered_yaml)
@@ -173,18 +169,18 @@ def apply_pipeline_shims():
     base_model.BaseModel.model_to_device = _wrap_model_to_device(base_model.BaseModel.model_to_device)
     # BaseModel.load_network calls torch.load with torch's default weights_only; make it explicit and unconditional.
     # BaseModel's saves write in place (a kill mid-write leaves a truncated .pth/.state): write atomically instead
-    base_model.torch = _SafeTorch()
+    base_model.torch = SafeTorch()
     # pretrain_network_g: .safetensors too, and a bad checkpoint refused in one line (basicsr_checkpoints.load_network)
     base_model.BaseModel.load_network = load_network
     # the archs that load pretrained weights (VGG of the perceptual loss, SpyNet, ...) call torch.load too: the same
     for name in ('vgg_arch', 'spynet_arch', 'dfdnet_arch', 'basicvsr_arch', 'tof_arch', 'inception'):
         module = sys.modules.get(f'basicsr.archs.{name}') or importlib.import_module(f'basicsr.archs.{name}')
         if getattr(module, 'torch', None) is not None:
-            module.torch = _SafeTorch()
+            module.torch = SafeTorch()
     # ... and basicsr swallows a failed save after 3 retries ("Just ignore it"): fail loudly instead
     # (logger: save_checkpoint_format: safetensors writes net_g_<iter>.safetensors)
-    base_model.BaseModel.save_network = _wrap_save(_wrap_save_network(base_model.BaseModel.save_network), 'network')
-    base_model.BaseModel.save_training_state = _wrap_save(base_model.BaseModel.save_training_state,
+    base_model.BaseModel.save_network = wrap_save(wrap_save_network(base_model.BaseModel.save_network), 'network')
+    base_model.BaseModel.save_training_state = wrap_save(base_model.BaseModel.save_training_state,
                                                           'training state')
     # training keys of traiNNer-redux/neosr (use_amp, use_channels_last, use_compile, grad_clip, accum_iter, ...), and
     # Real-ESRGAN's models without .cuda(): SRModel and basicsr's RealESRNet/RealESRGAN models built as the plugin's
@@ -195,14 +191,14 @@ def apply_pipeline_shims():
     for module in (img_process_util, realesrnet_model, realesrgan_model):
         module.filter2D = filter2d
     # training: a NaN/inf loss would train on (and be saved); SIGINT/SIGTERM would lose the work since the last save
-    basicsr.train.build_model = _wrap_build_model(basicsr.train.build_model)
-    basicsr.train.train_pipeline = _wrap_train_pipeline(basicsr.train.train_pipeline)
-    data_sampler.EnlargedSampler.set_epoch = _wrap_set_epoch(data_sampler.EnlargedSampler.set_epoch)
+    basicsr.train.build_model = wrap_build_model(basicsr.train.build_model)
+    basicsr.train.train_pipeline = wrap_train_pipeline(basicsr.train.train_pipeline)
+    data_sampler.EnlargedSampler.set_epoch = wrap_set_epoch(data_sampler.EnlargedSampler.set_epoch)
     # data: undecodable bytes end in "'NoneType' object has no attribute 'astype'" and missing LMDB keys in a
     # TypeError, neither naming the image; name the dataset, record or file
-    file_client.FileClient.get = _wrap_file_client_get(file_client.FileClient.get)
+    file_client.FileClient.get = wrap_file_client_get(file_client.FileClient.get)
     for module in (paired_image_dataset, realesrgan_dataset, single_image_dataset):
-        module.imfrombytes = _checked_imfrombytes(module.imfrombytes)
-    paired_image_dataset.PairedImageDataset.__getitem__ = _wrap_paired_getitem(
+        module.imfrombytes = checked_imfrombytes(module.imfrombytes)
+    paired_image_dataset.PairedImageDataset.__getitem__ = wrap_paired_getitem(
         paired_image_dataset.PairedImageDataset.__getitem__)
     _PIPELINE_SHIMS_APPLIED = True

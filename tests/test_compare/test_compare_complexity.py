@@ -9,7 +9,7 @@ from torch import nn
 from basicsr.archs import build_network
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet_plugin.compare import PRESETS, available_archs, input_channels, opt_for_scale
-from srconvnet_plugin.utils.complexity import count_complexity, reparameterised_params, thop_counts
+from srconvnet_plugin.measure.complexity import count_complexity, reparameterised_params, thop_counts
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # see tests/conftest.py
 
