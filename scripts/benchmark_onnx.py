@@ -29,7 +29,6 @@ import collections
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -40,13 +39,8 @@ import torch
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write
 from srconvnet.export import TARGETS, export_onnx
-from srconvnet_plugin.utils.profiling import describe_machine, machine_info
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_speed import OUT_SIZE, lr_size, print_operator_table, time_alternately  # noqa: E402
-
-# environment variables that cap the CPU kernels PyTorch picks (ONNX Runtime has no such switch)
-ISA_ENV = ('ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA')
+from srconvnet_plugin.measure.benchmark_helpers import (OUT_SIZE, describe_machine, lr_size, machine_info,
+                                                         print_operator_table, time_alternately)
 
 
 def session(path, threads, spinning=False, profile_prefix=None):
@@ -115,11 +109,9 @@ def main(argv=None):
         parser.error('--cpu-time needs --threads 1 (other threads\' CPU time would not be counted)')
     torch.set_num_threads(args.threads)
     machine = machine_info(torch.device('cpu'))
-    machine.update({'onnxruntime': ort.__version__, 'ort_spinning': args.spinning,
-                    'isa_env': {name: os.environ[name] for name in ISA_ENV if name in os.environ}})
-    isa = ' '.join(f'{k}={v}' for k, v in machine['isa_env'].items())
+    machine.update({'onnxruntime': ort.__version__, 'ort_spinning': args.spinning})
     print(f'{describe_machine(machine)}, onnxruntime {ort.__version__} (CPU provider, {args.threads} intra-op '
-          f'threads, ORT_ENABLE_ALL, spinning {"on" if args.spinning else "off"}){", " + isa if isa else ""}, '
+          f'threads, ORT_ENABLE_ALL, spinning {"on" if args.spinning else "off"}), '
           f'graph exported for target {args.target}, {"thread CPU" if args.cpu_time else "wall"} time')
     print('| scale | LR input | PyTorch median (min-max) | ONNX Runtime median (min-max) | ratio ORT / PyTorch (pairs) '
           '| max abs difference |')

@@ -16,13 +16,14 @@ iteration per step, so the run's wall time is about the projection and its GPU h
 """
 import argparse
 import copy
+import functools
+import itertools
 import json
 import os
 import os.path as osp
 import statistics
 import sys
 import tempfile
-import time
 
 import cv2
 import torch
@@ -31,9 +32,10 @@ import srconvnet_plugin  # noqa: F401  (registers the models; torchvision alias 
 from srconvnet.atomic_write import atomic_save, atomic_write
 from srconvnet_plugin.data.data_preparation import write_meta_info
 from srconvnet_plugin.demo import TRAIN_IMAGES, _photo
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 from srconvnet_plugin.utils.options import load_options
-from srconvnet_plugin.utils.profiling import describe_machine, machine_info
+from srconvnet_plugin.measure.benchmark_helpers import (describe_machine, machine_info, markdown_table, synchronize,
+                                                         time_alternately)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VGG = osp.join('experiments', 'pretrained_models', 'vgg19-dcbb9e9d.pth')
@@ -64,11 +66,6 @@ def batches(opt, batch, count=3):
         items = [dataset[(b * batch + i) % len(dataset)] for i in range(batch)]
         made.append({k: torch.stack([it[k] for it in items]) for k in ('gt', 'kernel1', 'kernel2', 'sinc_kernel')})
     return made
-
-
-def sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def main(argv=None):
@@ -112,16 +109,17 @@ def main(argv=None):
         lq_size = args.gt_size // args.scale
         pairs = [{'lq': torch.rand(args.batch, 3, lq_size, lq_size), 'gt': torch.rand(args.batch, 3, args.gt_size,
                                                                                       args.gt_size)}] * len(data)
-        times = {name: [] for name in models}
-        for it in range(1, warmup + args.iters + 1):  # alternate the three, iteration by iteration
-            for name, model in models.items():
-                sync(device)
-                start = time.perf_counter()
-                model.feed_data((pairs if name.startswith('plain') else data)[it % len(data)])
-                model.optimize_parameters(it)
-                sync(device)
-                if it > warmup:
-                    times[name].append(time.perf_counter() - start)
+
+        def iteration(name, model, counter):
+            """One training iteration of ``model`` on the next batch (``counter``: its own iteration numbers)."""
+            it = next(counter)
+            model.feed_data((pairs if name.startswith('plain') else data)[it % len(data)])
+            model.optimize_parameters(it)
+            synchronize(device)
+
+        # the three alternate, iteration by iteration
+        times = time_alternately({name: functools.partial(iteration, name, model, itertools.count(1))
+                                  for name, model in models.items()}, args.iters, warmup)
     info = machine_info(device)
     yardstick = statistics.median(times['plain L1 step (yardstick)'])
     rows = []
@@ -134,12 +132,10 @@ def main(argv=None):
     lines = [describe_machine(info), f'# {command}',
              f'# x{args.scale}, batch {args.batch}, GT {args.gt_size}x{args.gt_size}, median of {args.iters} '
              'iterations each', '',
-             '| step | s / iteration | x the plain L1 step | iterations in the option file | hours at this rate |',
-             '|---|---|---|---|---|']
-    for row in rows:
-        hours = f'{row["hours"]:.0f}' if row['hours'] is not None else '-'
-        lines.append(f'| {row["step"]} | {row["seconds"]:.3f} | {row["ratio"]:.2f} | '
-                     f'{row["total_iter"] or "-"} | {hours} |')
+             markdown_table(('step', 's / iteration', 'x the plain L1 step', 'iterations in the option file',
+                             'hours at this rate'),
+                            [(row['step'], f'{row["seconds"]:.3f}', f'{row["ratio"]:.2f}', row['total_iter'] or '-',
+                              f'{row["hours"]:.0f}' if row['hours'] is not None else '-') for row in rows])]
     report = '\n'.join(lines) + '\n'
     print(report, end='')
     if args.out:

@@ -30,157 +30,33 @@ runs (emulation: same caches, memory and clock as the host). The header line nam
 import argparse
 import json
 import math
-import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import time
-from contextlib import nullcontext
 
 # torch.profiler (--ops) on a CPU-only machine: keep kineto's missing-GPU error line off stderr
 os.environ.setdefault('KINETO_LOG_LEVEL', '5')
 import torch  # noqa: E402  (after the kineto setting)
 
-import srconvnet_plugin  # noqa: F401  (applies the basicsr compatibility shims)
-from basicsr.archs.edsr_arch import EDSR
-from srconvnet.archs.srconvnet_arch import SRConvNet
-from srconvnet.atomic_write import atomic_write
-from srconvnet_plugin.utils.profiling import describe_machine, machine_info
+from srconvnet.atomic_write import atomic_write  # noqa: E402
+from srconvnet_plugin.measure.benchmark_helpers import (ISA_ENV, OUT_SIZE, PRECISIONS, build,  # noqa: E402
+                                                         describe_machine, forward_peak_memory, isa_environment,
+                                                         lr_size, machine_info, markdown_table, photo_lr,
+                                                         print_operator_table, run_capped, runner, time_alternately)
 
-OUT_SIZE = (720, 1280)
-PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-# --isa: the environment that caps torch's own kernels (ATen), oneDNN and MKL at an instruction set, so that an
-# AVX-512 machine measures what an AVX2-only CPU (AMD Zen 2/3, Intel consumer chips since Alder Lake) runs; read once
-# when torch starts, hence set for a child process
-ISA_ENV = {'avx2': {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MKL_ENABLE_INSTRUCTIONS': 'AVX2'}}
 # SRConvNet's multiply-accumulates for a 720p output with the default config, FFTs included (SPEC.md)
 SRCONVNET_MACS = {2: 81.74e9, 3: 39.19e9, 4: 25.28e9}
-
-
-def lr_size(scale, out_size=OUT_SIZE):
-    """LR input size whose ×``scale`` output covers ``out_size``."""
-    return tuple(math.ceil(n / scale) for n in out_size)
-
-
-def build(name, scale):
-    """A randomly initialised model (seeded) in eval mode: ``'srconvnet'`` or ``'edsr'`` (EDSR-baseline)."""
-    torch.manual_seed(0)
-    if name == 'srconvnet':
-        return SRConvNet(upscale=scale).eval()
-    if name == 'edsr':
-        return EDSR(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=16, upscale=scale, res_scale=1,
-                    img_range=255., rgb_mean=[0.4488, 0.4371, 0.4040]).eval()
-    raise ValueError(f'unknown model {name!r}: expected srconvnet or edsr')
-
-
-def runner(model, x, device, precision='fp32', channels_last=False, compile_model=False):
-    """A function that runs one synchronised forward pass of ``model`` on ``x`` under ``torch.inference_mode``."""
-    model = model.to(device)
-    x = x.to(device)
-    if channels_last:
-        # not model.to(memory_format=...): it refuses SRConvNet's 5-D kernel banks; 4-D conv weights are what it moves
-        for p in model.parameters():
-            if p.dim() == 4:
-                p.data = p.data.contiguous(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    if compile_model:
-        model = torch.compile(model)
-    dtype = PRECISIONS[precision]
-
-    def run():
-        amp = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-        with torch.inference_mode(), amp:
-            out = model(x)
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        return out
-
-    return run
-
-
-def print_operator_table(title, columns, rows):
-    """Print a Markdown table of operators under ``# title``: rows (operator, input shapes, count, ms, share), the
-    names of the count and ms columns in ``columns``."""
-    print(f'\n# {title}')
-    print(f'| operator | input shapes | {columns[0]} | {columns[1]} | share |')
-    print('|---|---|---|---|---|')
-    for op, shapes, count, ms, share in rows:
-        print(f'| {op} | {str(shapes)[:90]} | {count} | {ms:.1f} | {share:.1%} |')
-
-
-def time_alternately(runs, repeats, warmup=1, clock=time.perf_counter):
-    """Seconds per call of each function in ``runs`` (dict), called in turn ``repeats`` times after ``warmup``
-    (``clock``: wall time, or ``time.process_time`` for the CPU time of a single-threaded process)."""
-    for _ in range(warmup):
-        for run in runs.values():
-            run()
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = clock()
-            run()
-            times[name].append(clock() - start)
-    return times
-
-
-def _proc_status_bytes(field):
-    """A memory field of /proc/self/status (``VmRSS``, ``VmHWM``) in bytes."""
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f'/proc/self/status has no {field} line')
-
-
-def _cpu_peak_child(queue, name, scale, size, precision, channels_last, threads):
-    torch.set_num_threads(threads)
-    run = runner(build(name, scale), torch.rand(1, 3, *size), torch.device('cpu'), precision, channels_last)
-    try:  # restart the peak-RSS mark (VmHWM) here, so imports and set-up do not count
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    except OSError:
-        pass
-    before = _proc_status_bytes('VmRSS')
-    run()
-    queue.put(_proc_status_bytes('VmHWM') - before)
-
-
-def peak_memory(name, scale, size, device, precision='fp32', channels_last=False, threads=None):
-    """Extra memory (bytes) a forward pass on a 1×3×``size`` input needs.
-
-    CUDA: peak allocated memory. CPU: growth of the peak resident set in a fresh process (allocator caches and
-    earlier models would hide it here).
-    """
-    if device.type == 'cuda':
-        run = runner(build(name, scale), torch.rand(1, 3, *size), device, precision, channels_last)
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        run()
-        return torch.cuda.max_memory_allocated(device) - base
-    ctx = multiprocessing.get_context('spawn')
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_cpu_peak_child,
-                       args=(queue, name, scale, size, precision, channels_last, threads or torch.get_num_threads()))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
 
 
 def psnr_vs_fp32(scale, precision, device, weights=None, channels_last=False):
     """PSNR (dB, 8-bit RGB, border ``scale`` cropped) of SRConvNet's ``precision`` outputs against its float32 ones.
 
-    On scikit-image photographs (astronaut, chelsea, coffee, rocket) downscaled with BasicSR's MATLAB-style bicubic
-    ``imresize``. ``weights``: a BasicSR/authors' checkpoint; default: the seeded random initialisation.
+    On scikit-image photographs (astronaut, chelsea, coffee, rocket) downscaled to 8-bit LR images with BasicSR's
+    MATLAB-style bicubic ``imresize`` (``benchmark_helpers.photo_lr``). ``weights``: a BasicSR/authors' checkpoint; default: the seeded random initialisation.
     """
-    import numpy as np
-    from skimage import data
-
     from basicsr.metrics import calculate_psnr
     from basicsr.utils import tensor2img
-    from basicsr.utils.matlab_functions import imresize
     from srconvnet.checkpoints import load_state_dict, strip_state_dict
 
     model = build('srconvnet', scale)
@@ -188,9 +64,7 @@ def psnr_vs_fp32(scale, precision, device, weights=None, channels_last=False):
         model.load_state_dict(strip_state_dict(load_state_dict(weights)), strict=True)
     results = {}
     for photo in ('astronaut', 'chelsea', 'coffee', 'rocket'):
-        hr = getattr(data, photo)().astype(np.float32) / 255.
-        hr = hr[:hr.shape[0] // scale * scale, :hr.shape[1] // scale * scale]
-        lr = torch.from_numpy(np.ascontiguousarray(imresize(hr, 1 / scale).clip(0, 1))).permute(2, 0, 1)[None]
+        _, lr = photo_lr(photo, scale)
         ref = tensor2img(runner(model, lr, device, 'fp32', channels_last)().float().cpu())
         out = tensor2img(runner(model, lr, device, precision, channels_last)().float().cpu())
         results[photo] = float(calculate_psnr(out, ref, crop_border=scale))
@@ -232,19 +106,6 @@ def operator_breakdown(run, device, passes=3, top=20):
             for (op, shapes), (calls, ms) in rows]
 
 
-def isa_environment(isa):
-    """Whether this process was started with the variables of ``ISA_ENV[isa]``."""
-    return all(os.environ.get(k) == v for k, v in ISA_ENV[isa].items())
-
-
-def isa_note(isa):
-    """', instruction set capped at ...' for the header line, or '' without --isa."""
-    if isa is None:
-        return ''
-    settings = ' '.join(f'{k}={v}' for k, v in ISA_ENV[isa].items())
-    return f', instruction set capped at {isa.upper()} ({settings})'
-
-
 def _fmt(times):
     med = statistics.median(times)
     return f'{med * 1e3:.0f} ms ({min(times) * 1e3:.0f}-{max(times) * 1e3:.0f})'
@@ -279,13 +140,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.isa and not isa_environment(args.isa):
         # torch, oneDNN and MKL read these variables when they start: the benchmark runs in a child that has them
-        argv = sys.argv[1:] if argv is None else list(argv)
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        path = os.pathsep.join(p for p in (repo, os.environ.get('PYTHONPATH')) if p)
-        child = subprocess.run([sys.executable, os.path.abspath(__file__), *argv],
-                               env=dict(os.environ, PYTHONPATH=path, **ISA_ENV[args.isa]))
-        if child.returncode:
-            raise SystemExit(child.returncode)
+        code = run_capped(args.isa, __file__, sys.argv[1:] if argv is None else list(argv))
+        if code:
+            raise SystemExit(code)
         return
     if args.runs < 1:
         parser.error(f'--runs must be at least 1, got {args.runs}')
@@ -306,13 +163,11 @@ def main(argv=None):
     if args.isa and torch.backends.cpu.get_cpu_capability() != args.isa.upper():
         parser.error(f'--isa {args.isa}: torch runs with CPU capability {torch.backends.cpu.get_cpu_capability()}')
     machine = machine_info(device)
-    machine['isa_cap'] = ISA_ENV[args.isa] if args.isa else None
-    print(f'{describe_machine(machine)}{isa_note(args.isa)}, SRConvNet {args.precision}'
+    print(f'{describe_machine(machine)}, SRConvNet {args.precision}'
           f'{" channels-last" if args.channels_last else ""}{" compiled" if args.compile else ""}, EDSR-baseline fp32'
           f'{_allocator_settings()}{", CPU time" if args.cpu_time else ", wall time"}')
-    print('| scale | LR input | SRConvNet median (min-max) | EDSR-baseline median (min-max) | ratio (pairs) | '
-          'SRConvNet GMAC/s | peak memory SRConvNet / EDSR |')
-    print('|---|---|---|---|---|---|---|')
+    print(markdown_table(('scale', 'LR input', 'SRConvNet median (min-max)', 'EDSR-baseline median (min-max)',
+                          'ratio (pairs)', 'SRConvNet GMAC/s', 'peak memory SRConvNet / EDSR'), []))
     results = []
     for scale in args.scales:
         size = lr_size(scale, args.out_size)
@@ -333,7 +188,7 @@ def main(argv=None):
         memory = '-'
         if not args.no_memory:
             row['peak_memory_bytes'] = {
-                name: peak_memory(name, scale, size, device, args.precision if name == 'srconvnet' else 'fp32',
+                name: forward_peak_memory(name, scale, size, device, args.precision if name == 'srconvnet' else 'fp32',
                                   args.channels_last and name == 'srconvnet', args.threads)
                 for name in runs}
             memory = ' / '.join(f'{v / 2**20:.0f} MiB' for v in row['peak_memory_bytes'].values())
@@ -342,9 +197,9 @@ def main(argv=None):
         if args.ops:
             row['ops'] = operator_breakdown(runs['srconvnet'], device, ops_passes, args.ops)
         results.append(row)
-        print(f'| ×{scale} | {size[0]}×{size[1]} | {_fmt(times["srconvnet"])} | {_fmt(times["edsr"])} | '
-              f'{ratio:.2f} ({min(pair_ratios):.2f}-{max(pair_ratios):.2f}) | {row["srconvnet_gmacs_per_s"]:.0f} | '
-              f'{memory} |', flush=True)
+        print(markdown_table((), [(f'×{scale}', f'{size[0]}×{size[1]}', _fmt(times['srconvnet']), _fmt(times['edsr']),
+                                   f'{ratio:.2f} ({min(pair_ratios):.2f}-{max(pair_ratios):.2f})',
+                                   f'{row["srconvnet_gmacs_per_s"]:.0f}', memory)], head=False), flush=True)
     for row in results:
         if 'ops' in row:
             print_operator_table(f'×{row["scale"]} SRConvNet by operator (self time, min of {ops_passes} profiled '

@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write
 from srconvnet.infer import load_model
 from srconvnet.tiling import upscale_tensor
+from srconvnet_plugin.measure.benchmark_helpers import describe_machine, machine_info, peak_rss_bytes
 
 TRAIN_IMAGES = ('astronaut', 'chelsea', 'rocket', 'immunohistochemistry')
 EVAL_IMAGES = ('coffee', 'astronaut', 'rocket', 'chelsea')
@@ -140,16 +140,8 @@ def tiling_table(model, scale, tiles, pads, images, crop=0, log=print):
 
 
 def peak_rss_mib():
-    """Peak resident set size of this process in MiB: ``VmHWM`` (``ru_maxrss`` would include the parent's peak,
-    which Linux carries across fork and exec)."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: an upper bound
+    """Peak resident set size of this process in MiB (``benchmark_helpers.peak_rss_bytes``)."""
+    return peak_rss_bytes() / 2**20
 
 
 def memory_child(tile, tile_pad, device):
@@ -298,7 +290,6 @@ def main():
         host_child(tiler, int(tile), int(pad), model_kind, image, comfyui, out_path)
         return
     if args.hosts:
-        from srconvnet_plugin.utils.profiling import describe_machine, machine_info
         info = machine_info(torch.device('cpu'))
         print(describe_machine(info))
         results = {'machine': info, 'image': args.host_image, 'hosts': {}}

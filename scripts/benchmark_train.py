@@ -9,7 +9,7 @@ Usage::
 One step is what ``model_type: SRModel`` does per iteration: forward, L1 loss against a ``patch * s`` ground truth,
 backward, Adam step (the plugin's :class:`~srconvnet_plugin.models.precision_model.PrecisionSRModel` does the same
 under the training keys). SRConvNet is the authors' default configuration, EDSR-baseline is
-``EDSR(num_feat=64, num_block=16, res_scale=1)`` at the same scale (``benchmark_speed.build``). Every (network, mode)
+``EDSR(num_feat=64, num_block=16, res_scale=1)`` at the same scale (``srconvnet_plugin.measure.benchmark_helpers.build``). Every (network, mode)
 of a scale is run in turn (A, B, C, ... A, B, C) after a warm-up, so load from other processes hits all alike; the
 table gives the median step time of each, the ratio SRConvNet / EDSR-baseline of the medians, and each mode's
 speed-up over fp32 for the same network. The modes (``--modes``) apply to both networks:
@@ -24,79 +24,22 @@ AMX), torch's version and thread count: machines differ.
 """
 import argparse
 import json
-import os
 import statistics
-import sys
-from contextlib import nullcontext
 
 import torch
-import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_speed import build, time_alternately  # noqa: E402  (EDSR-baseline and the alternating timer)
-from srconvnet_plugin.models.precision_model import to_channels_last  # noqa: E402
-from srconvnet_plugin.utils.profiling import describe_machine, machine_info  # noqa: E402
+from srconvnet.atomic_write import atomic_write
+from srconvnet_plugin.measure.benchmark_helpers import (TRAIN_MODES, build, describe_machine, machine_info,
+                                                         markdown_table, time_alternately, train_batch, train_step)
 
-#: mode -> (autocast dtype or None, channels-last)
-MODES = {
-    'fp32': (None, False),
-    'bf16': (torch.bfloat16, False),
-    'fp16': (torch.float16, False),
-    'channels-last': (None, True),
-    'bf16-channels-last': (torch.bfloat16, True),
-    'fp16-channels-last': (torch.float16, True),
-}
 NETWORKS = ('srconvnet', 'edsr')
-
-
-def train_step(model, lq, gt, device, mode='fp32', compile_model=False, compile_mode='default', lr=2e-4):
-    """A function running one synchronised training step of ``model`` (forward, L1, backward, Adam) on ``lq``/``gt``.
-
-    ``mode`` is a key of :data:`MODES`; ``compile_model`` compiles the forward (``torch.compile``, mode
-    ``compile_mode``; a string backend for tests may be given as ``compile_mode='backend:eager'``).
-    """
-    dtype, channels_last = MODES[mode]
-    model = model.to(device).train()
-    lq, gt = lq.to(device), gt.to(device)
-    if channels_last:
-        model = to_channels_last(model)
-        lq, gt = (t.contiguous(memory_format=torch.channels_last) for t in (lq, gt))
-    forward = model
-    if compile_model:
-        if compile_mode.startswith('backend:'):
-            forward = torch.compile(model, backend=compile_mode[len('backend:'):])
-        else:
-            forward = torch.compile(model, mode=compile_mode)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
-    scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
-            loss = F.l1_loss(forward(lq), gt)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        return loss.detach()
-
-    return step
-
-
-def batch(n, patch, scale, seed=0):
-    """A random LR batch ``n x 3 x patch x patch`` in [0, 1] and its ``patch * scale`` ground truth."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 3, patch, patch, generator=g), torch.rand(n, 3, patch * scale, patch * scale, generator=g)
+COLUMNS = ('scale', 'mode', 'SRConvNet step (ms)', 'EDSR-baseline step (ms)', 'ratio SRConvNet / EDSR',
+           'SRConvNet vs its fp32', 'EDSR vs its fp32')
 
 
 def measure(scale, args, device):
     """Step times of every (network, mode) at ``scale``: ``{'scale', 'times_s': {net: {mode: [...]}}, ...}``."""
-    lq, gt = batch(args.batch, args.patch, scale)
+    lq, gt = train_batch(args.batch, args.patch, scale)
     runs = {}
     for name in NETWORKS:
         for mode in args.modes:
@@ -112,21 +55,17 @@ def measure(scale, args, device):
     return row
 
 
-TABLE_HEAD = ('| scale | mode | SRConvNet step (ms) | EDSR-baseline step (ms) | ratio SRConvNet / EDSR | '
-              'SRConvNet vs its fp32 | EDSR vs its fp32 |\n|---|---|---|---|---|---|---|\n')
-
-
 def markdown(rows, head=True):
     """The results as a Markdown table (``head=False``: the rows only)."""
-    lines = [TABLE_HEAD.rstrip('\n')] if head else []
+    cells = []
     for row in rows:
         for mode, ratio in row['ratio'].items():
             med = {name: statistics.median(row['times_s'][name][mode]) * 1e3 for name in NETWORKS}
             speed = row.get('speedup_vs_fp32')
             up = [f'{speed[name][mode]:.2f}x' if speed else '-' for name in NETWORKS]
-            lines.append(f'| x{row["scale"]} | {mode} | {med["srconvnet"]:.0f} | {med["edsr"]:.0f} | {ratio:.2f} | '
-                         f'{up[0]} | {up[1]} |')
-    return '\n'.join(lines) + '\n'
+            cells.append((f'x{row["scale"]}', mode, f'{med["srconvnet"]:.0f}', f'{med["edsr"]:.0f}', f'{ratio:.2f}',
+                          *up))
+    return markdown_table(COLUMNS, cells, head) + '\n'
 
 
 def main(argv=None):
@@ -135,7 +74,7 @@ def main(argv=None):
     parser.add_argument('--scales', type=int, nargs='+', default=[2, 3, 4], choices=[2, 3, 4])
     parser.add_argument('--batch', type=int, default=16, help='LR patches per step (default: 16)')
     parser.add_argument('--patch', type=int, default=64, help='LR patch size (default: 64)')
-    parser.add_argument('--modes', nargs='+', default=['fp32', 'bf16', 'channels-last'], choices=list(MODES),
+    parser.add_argument('--modes', nargs='+', default=['fp32', 'bf16', 'channels-last'], choices=list(TRAIN_MODES),
                         help='precision / memory-format modes, applied to both networks (default: fp32 bf16 '
                              'channels-last)')
     parser.add_argument('--runs', type=int, default=5, help='timed steps of each (network, mode) (default: 5)')
@@ -151,7 +90,7 @@ def main(argv=None):
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         parser.error(f'--device {args.device}: CUDA is not available on this machine')
-    if device.type == 'cpu' and any(MODES[mode][0] is torch.float16 for mode in args.modes):
+    if device.type == 'cpu' and any(TRAIN_MODES[mode][0] is torch.float16 for mode in args.modes):
         parser.error('fp16 modes are for GPUs (a GradScaler on CUDA); on the CPU use bf16')
     args.modes = list(dict.fromkeys(args.modes))
     if args.threads:
@@ -160,16 +99,13 @@ def main(argv=None):
     print(describe_machine(info))
     print(f'# one training step (forward, L1, backward, Adam), batch {args.batch} of {args.patch}x{args.patch} LR, '
           f'median of {args.runs} alternating runs')
-    print(TABLE_HEAD, end='')
+    print(markdown_table(COLUMNS, []))
     rows = []
     for scale in args.scales:
         rows.append(measure(scale, args, device))
         print(markdown(rows[-1:], head=False), end='', flush=True)
     if args.json:
-        tmp = f'{args.json}.tmp'
-        with open(tmp, 'w') as f:
-            json.dump({'args': vars(args), 'machine': info, 'results': rows}, f, indent=1)
-        os.replace(tmp, args.json)
+        atomic_write(args.json, json.dumps({'args': vars(args), 'machine': info, 'results': rows}, indent=1).encode())
     return rows
 
 

@@ -7,11 +7,11 @@ Usage (``scripts/gpu_check.sh`` runs it after the CUDA tests)::
     PYTHONPATH=$PWD python scripts/gpu_benchmark.py --dry-run --out /tmp/dry       # CPU, tiny sizes, seconds
 
 * Training (SRConvNet, x4, the protocol's per-GPU batch: 64 HR patches of 256², i.e. 64 x 64x64 LR; one step is
-  forward, L1, backward, Adam: ``benchmark_train.train_step``): fp32 / bf16 / fp16 autocast (fp16 with a GradScaler),
+  forward, L1, backward, Adam: ``benchmark_helpers.train_step``): fp32 / bf16 / fp16 autocast (fp16 with a GradScaler),
   each contiguous and channels-last, each eager and ``torch.compile``'d (mode ``default``). EDSR-baseline's fp32 and
   bf16 eager steps are measured too, as the yardstick. Reported: iterations/s (median step time over the timed steps)
   and peak allocated memory of the steps.
-* Inference (x4, LR 180x320 -> 720x1280, batch 1, ``torch.inference_mode``: ``benchmark_speed.runner``): SRConvNet and
+* Inference (x4, LR 180x320 -> 720x1280, batch 1, ``torch.inference_mode``: ``benchmark_helpers.runner``): SRConvNet and
   EDSR-baseline in fp32 / bf16 / fp16 autocast, eager; ms per frame (median).
 * Dynamic depthwise convs, which form to train with: forward + backward of one 7x7 ``DynamicConv`` (64 channels, the
   training batch of 64x64 maps, channels-last as in the network) computed per sample (the module forward: one conv per
@@ -32,17 +32,15 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 import traceback
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_speed import build, runner  # noqa: E402
-from benchmark_train import batch, train_step  # noqa: E402
-from srconvnet.archs.srconvnet_arch import DynamicConv  # noqa: E402
-from srconvnet_plugin.utils.profiling import describe_machine, machine_info  # noqa: E402
+from srconvnet.archs.srconvnet_arch import DynamicConv
+from srconvnet.atomic_write import atomic_write
+from srconvnet_plugin.measure.benchmark_helpers import (PRECISIONS, build, describe_machine, machine_info,
+                                                         markdown_table, runner, synchronize, train_batch, train_step)
 
 SCALE = 4
 DYNCONV_FORMS = ('per-sample', 'grouped')
@@ -80,7 +78,7 @@ def dynamic_conv_step(form, x, device, precision='fp32', compile_model=False, co
     if compile_model:
         forward = (torch.compile(forward, backend=compile_mode[len('backend:'):]) if compile_mode.startswith('backend:')
                    else torch.compile(forward, mode=compile_mode))
-    dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
+    dtype = PRECISIONS[precision]
 
     def step():
         conv.zero_grad(set_to_none=True)
@@ -88,8 +86,7 @@ def dynamic_conv_step(form, x, device, precision='fp32', compile_model=False, co
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = forward(x).float().square().mean()
         loss.backward()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
+        synchronize(device)
         return loss.detach()
 
     return step
@@ -137,7 +134,7 @@ def measure(config, args, device):
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     if config['kind'] == 'train':
-        lq, gt = batch(args.batch, args.patch, SCALE)
+        lq, gt = train_batch(args.batch, args.patch, SCALE)
         model = build(config['net'], SCALE)
         if config.get('dynconv') == 'grouped':
             model = use_grouped_dynamic_convs(model)
@@ -174,52 +171,44 @@ def _name(config):
 
 def markdown(result):
     info, args = result['machine'], result['args']
+    rows = result['results']
+    train = [(f'{row["net"]} (grouped dynamic convs)' if row.get('dynconv') == 'grouped' else row['net'], row['mode'],
+              'yes' if row['compile'] else 'no', *_cells(row)) for row in rows if row['kind'] == 'train']
+    dynconv = [(row['form'], row['precision'], 'yes' if row['compile'] else 'no', *_cells(row))
+               for row in rows if row['kind'] == 'dynconv']
+    infer = [(row['net'], row['precision'], *_cells(row, train=False)) for row in rows if row['kind'] == 'infer']
     lines = [describe_machine(info), '',
              f'Training (x{SCALE}, batch {args["batch"]} of {args["patch"]}x{args["patch"]} LR, forward + L1 + '
              'backward + Adam):', '',
-             '| network | mode | compile | iterations/s | step ms | peak memory | first step s | status |',
-             '|---|---|---|---|---|---|---|---|']
-    for row in result['results']:
-        if row['kind'] != 'train':
-            continue
-        net = f'{row["net"]} (grouped dynamic convs)' if row.get('dynconv') == 'grouped' else row['net']
-        lines.append(f'| {net} | {row["mode"]} | {"yes" if row["compile"] else "no"} | ' + _cells(row))
-    lines += ['', f'Dynamic depthwise conv (7x7, 16 kernels, {args["channels"]} channels, batch {args["batch"]} of '
-              f'{args["patch"]}x{args["patch"]}, channels-last, forward + backward): per sample (the module forward) '
-              'or with the batch folded into the conv groups (the authors\' form):', '',
-              '| form | precision | compile | steps/s | step ms | peak memory | first step s | status |',
-              '|---|---|---|---|---|---|---|---|']
-    for row in result['results']:
-        if row['kind'] == 'dynconv':
-            lines.append(f'| {row["form"]} | {row["precision"]} | {"yes" if row["compile"] else "no"} | '
-                         + _cells(row))
-    lines += ['', f'Inference (x{SCALE}, LR {args["infer_size"][0]}x{args["infer_size"][1]}, batch 1, '
-              'inference_mode):', '',
-              '| network | precision | ms per frame | peak memory | first call s | status |',
-              '|---|---|---|---|---|---|']
-    for row in result['results']:
-        if row['kind'] == 'infer':
-            lines.append(f'| {row["net"]} | {row["precision"]} | ' + _cells(row, train=False))
+             markdown_table(('network', 'mode', 'compile', 'iterations/s', 'step ms', 'peak memory', 'first step s',
+                             'status'), train),
+             '', f'Dynamic depthwise conv (7x7, 16 kernels, {args["channels"]} channels, batch {args["batch"]} of '
+             f'{args["patch"]}x{args["patch"]}, channels-last, forward + backward): per sample (the module forward) '
+             'or with the batch folded into the conv groups (the authors\' form):', '',
+             markdown_table(('form', 'precision', 'compile', 'steps/s', 'step ms', 'peak memory', 'first step s',
+                             'status'), dynconv),
+             '', f'Inference (x{SCALE}, LR {args["infer_size"][0]}x{args["infer_size"][1]}, batch 1, '
+             'inference_mode):', '',
+             markdown_table(('network', 'precision', 'ms per frame', 'peak memory', 'first call s', 'status'), infer)]
     return '\n'.join(lines) + '\n'
 
 
 def _cells(row, train=True):
+    """The measured cells of a result row: speed (iterations/s and step ms, or ms per frame), peak memory, first
+    call, status."""
     if row['status'] != 'ok':
-        blanks = '- | - | - | ' if train else '- | - | '
         first = f'{row["first_call_s"]:.1f}' if 'first_call_s' in row else '-'
-        return blanks + f'{first} | {row["status"]}: {row.get("error", "")[:120]} |'
+        return ('-',) * (3 if train else 2) + (first, f'{row["status"]}: {row.get("error", "")[:120]}')
     memory = f'{row["peak_memory_bytes"] / 2**30:.2f} GiB' if 'peak_memory_bytes' in row else '-'
-    speed = f'{row["iters_per_s"]:.2f} | {row["median_s"] * 1e3:.1f}' if train else f'{row["ms_per_frame"]:.1f}'
-    return f'{speed} | {memory} | {row["first_call_s"]:.1f} | ok |'
+    speed = (f'{row["iters_per_s"]:.2f}', f'{row["median_s"] * 1e3:.1f}') if train else (f'{row["ms_per_frame"]:.1f}',)
+    return (*speed, memory, f'{row["first_call_s"]:.1f}', 'ok')
 
 
 def write(result, out_dir):
     paths = []
     for name, text in (('gpu_benchmark.json', json.dumps(result, indent=1)), ('gpu_benchmark.md', markdown(result))):
         path = os.path.join(out_dir, name)
-        with open(path + '.tmp', 'w') as f:
-            f.write(text)
-        os.replace(path + '.tmp', path)
+        atomic_write(path, text.encode('utf-8'))
         paths.append(path)
     return paths
 

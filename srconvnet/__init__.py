@@ -6,5 +6,6 @@ The BasicSR toolbox side (registration in ``ARCH_REGISTRY``, training and test p
 """
 from srconvnet.archs.srconvnet_arch import SRConvNet
 
+# the one version string: pyproject.toml reads it from here (dynamic = ["version"])
 __version__ = '0.2.0'
 __all__ = ['SRConvNet', '__version__']

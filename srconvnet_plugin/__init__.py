@@ -13,7 +13,7 @@ from srconvnet import __version__  # noqa: F401  (one version for both layers)
 from .launch import TOOLBOX_INSTALL, require_toolbox  # noqa: F401  (safe without the toolbox)
 
 if importlib.util.find_spec('basicsr') is not None:
-    from .utils.compat import apply_import_shims
+    from .patches.compat import apply_import_shims
 
     apply_import_shims()
 

@@ -32,6 +32,7 @@ import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from srconvnet.atomic_write import atomic_write
+from srconvnet_plugin.data.data_preparation import bicubic_lr, bicubic_resize, lmdb_map_size, mod_crop
 from srconvnet_plugin.utils.options import load_options
 
 #: the folder that holds this ``srconvnet_plugin``: the stages run in subprocesses import the same package
@@ -54,14 +55,6 @@ def _photo(name):
     return np.ascontiguousarray(img[..., :3][..., ::-1])
 
 
-def _bicubic(img, scale):
-    """Resize an 8-bit image by ``scale`` with BasicSR's MATLAB-compatible bicubic; returns 8-bit."""
-    from basicsr.utils.matlab_functions import imresize
-
-    out = imresize(img.astype(np.float64) / 255., scale)
-    return np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
-
-
 def _write_png(path, img):
     """``img`` as a new PNG file at ``path`` (atomically; the run folder is new, so nothing is replaced)."""
     ok, png = cv2.imencode('.png', img)
@@ -70,17 +63,10 @@ def _write_png(path, img):
     atomic_write(path, png, overwrite=False)
 
 
-def _mod_crop(img, scale):
-    h, w = img.shape[:2]
-    return img[:h - h % scale, :w - w % scale]
-
-
 def _make_lmdb(paths, shapes, lmdb_path):
     """An LMDB (with meta_info.txt) of the PNG files ``paths`` (images of ``shapes``) by BasicSR's own maker; the map
     size is computed from the shapes (``data_preparation.lmdb_map_size``), not guessed."""
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs
-
-    from srconvnet_plugin.data.data_preparation import lmdb_map_size
 
     map_size = lmdb_map_size(shapes)
     make_lmdb_from_imgs(osp.dirname(paths[0]), lmdb_path, [osp.basename(p) for p in paths],
@@ -92,8 +78,8 @@ def build_data(data_dir, scale):
     folders = {'train_HR': [], f'train_LRx{scale}': []}
     shapes = {folder: [] for folder in folders}
     for name in tqdm(TRAIN_IMAGES, desc='training images', unit='img'):
-        hr = _mod_crop(_photo(name), scale)
-        for folder, img in (('train_HR', hr), (f'train_LRx{scale}', _bicubic(hr, 1 / scale))):
+        hr = mod_crop(_photo(name), scale)
+        for folder, img in (('train_HR', hr), (f'train_LRx{scale}', bicubic_lr(hr, scale))):
             os.makedirs(osp.join(data_dir, 'train', folder), exist_ok=True)
             path = osp.join(data_dir, 'train', folder, f'{name}.png')
             _write_png(path, img)
@@ -107,8 +93,8 @@ def build_data(data_dir, scale):
         if box is not None:
             y, x, h, w = box
             hr = hr[y:y + h, x:x + w]
-        hr = _mod_crop(hr, scale)
-        for folder, img in (('HR', hr), (f'LRx{scale}', _bicubic(hr, 1 / scale))):
+        hr = mod_crop(hr, scale)
+        for folder, img in (('HR', hr), (f'LRx{scale}', bicubic_lr(hr, scale))):
             os.makedirs(osp.join(data_dir, 'val', folder), exist_ok=True)
             _write_png(osp.join(data_dir, 'val', folder, f'{name}.png'), img)
     return list(VAL_IMAGES)
@@ -186,7 +172,7 @@ def evaluate(run_dir, val_names, scale, test_name):
         sr = cv2.imread(sr_path)
         if sr is None:
             raise FileNotFoundError(f'test pipeline output not found: {sr_path}')
-        bic = _bicubic(lr, scale)
+        bic = bicubic_resize(lr, scale)
         row = {'image': name}
         for label, img in (('bicubic', bic), ('srconvnet', sr)):
             row[f'{label}_psnr'] = calculate_psnr(img, hr, crop_border=scale, test_y_channel=True)
@@ -220,7 +206,7 @@ def save_montage(run_dir, val_names, scale, test_name, path, crop=96):
         lr = cv2.imread(osp.join(run_dir, 'data', 'val', f'LRx{scale}', f'{name}.png'))
         sr = cv2.imread(osp.join(run_dir, 'results', test_name, 'visualization', 'demo_val', f'{name}_{test_name}.png'))
         y, x = (hr.shape[0] - crop) // 2, (hr.shape[1] - crop) // 2
-        for j, (title, img) in enumerate((('bicubic', _bicubic(lr, scale)), ('SRConvNet', sr), ('HR', hr))):
+        for j, (title, img) in enumerate((('bicubic', bicubic_resize(lr, scale)), ('SRConvNet', sr), ('HR', hr))):
             axes[i, j].imshow(img[y:y + crop, x:x + crop, ::-1], interpolation='nearest')
             axes[i, j].set_title(f'{name}: {title}', fontsize=9)
             axes[i, j].axis('off')

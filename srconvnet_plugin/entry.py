@@ -4,7 +4,7 @@ import argparse
 import os
 
 from srconvnet.checkpoints import CheckpointError
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 from srconvnet_plugin.data.data_faults import DataFaultError
 from srconvnet_plugin.utils.faults import TrainingStopped
 from srconvnet_plugin.utils.options import OptionFileError

@@ -7,7 +7,7 @@ import srconvnet_plugin
 
 srconvnet_plugin.require_toolbox('srconvnet-test', __name__)  # before anything imports basicsr
 from srconvnet_plugin.entry import run_pipeline  # noqa: E402
-from srconvnet_plugin.utils.compat import apply_pipeline_shims  # noqa: E402
+from srconvnet_plugin.patches.compat import apply_pipeline_shims  # noqa: E402
 
 apply_pipeline_shims()
 

@@ -15,7 +15,7 @@ import numpy as np
 
 import srconvnet_plugin  # noqa: F401  (torchvision alias before basicsr)
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
-from basicsr.utils.matlab_functions import imresize
+from srconvnet_plugin.data.data_preparation import bicubic_lr
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEXTURED_PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field', 'immunohistochemistry')
@@ -46,12 +46,6 @@ def photo_crop(name, size):
     return np.ascontiguousarray(img[top:top + size, left:left + size])
 
 
-def bicubic_down(gt_rgb, scale):
-    """Matlab-style bicubic downscaling (basicsr's ``imresize``, antialiased) of a uint8 image, rounded to uint8."""
-    lq = imresize(gt_rgb.astype(np.float32) / 255., 1 / scale)
-    return np.clip(np.round(lq * 255.), 0, 255).astype(np.uint8)
-
-
 def make_paired_set(root, names=TEXTURED_PHOTOS[:4], scale=4, gt_size=96, lmdb=True):
     """Build a paired set under ``root``: ``GT/<name>.png``, ``LQ/<name>.png`` (and ``GT.lmdb``, ``LQ.lmdb``).
 
@@ -66,7 +60,7 @@ def make_paired_set(root, names=TEXTURED_PHOTOS[:4], scale=4, gt_size=96, lmdb=T
     for name in names:
         gt = photo_crop(name, gt_size)
         cv2.imwrite(str(gt_dir / f'{name}.png'), cv2.cvtColor(gt, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(lq_dir / f'{name}.png'), cv2.cvtColor(bicubic_down(gt, scale), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(lq_dir / f'{name}.png'), cv2.cvtColor(bicubic_lr(gt, scale), cv2.COLOR_RGB2BGR))
     gt_lmdb, lq_lmdb = root / 'GT.lmdb', root / f'LQx{scale}.lmdb'
     if lmdb:
         files = [f'{name}.png' for name in names]

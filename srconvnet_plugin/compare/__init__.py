@@ -18,8 +18,8 @@ installed. The modules:
 ``build``
     each (arch, scale) built once, its checkpoint loaded once: a ``Network`` reused for every measurement;
 ``measure``
-    latency timed in alternating rounds, counts (``srconvnet_plugin.utils.complexity``) and memory
-    (``srconvnet_plugin.utils.profiling``): one row per network;
+    latency timed in alternating rounds, counts (``srconvnet_plugin.measure.complexity``) and memory
+    (``srconvnet_plugin.measure.profiling``): one row per network;
 ``quality``
     Y-PSNR/SSIM on a paired test set, as BasicSR's validation;
 ``render``
@@ -27,9 +27,13 @@ installed. The modules:
 ``cli``
     the command (``srconvnet-compare``, ``python -m srconvnet_plugin.compare``).
 """
+import sys
+
 import srconvnet_plugin
 
-srconvnet_plugin.require_toolbox('srconvnet-compare')  # before anything imports basicsr
+# before anything imports yaml or basicsr; while ``python -m srconvnet_plugin.compare`` imports this package on its
+# way to ``__main__``, sys.argv[0] is '-m' (Python's documented behaviour): one line and exit 2 then, not a traceback
+srconvnet_plugin.require_toolbox('srconvnet-compare', '__main__' if sys.argv[:1] == ['-m'] else None)
 
 from srconvnet_plugin.compare.build import Network, build, construct, load_weights  # noqa: E402
 from srconvnet_plugin.compare.cli import build_parser, main, run  # noqa: E402

@@ -11,7 +11,7 @@ from srconvnet_plugin.compare.presets import (ArchSpec, CompareError, SizeRule, 
 def construct(opt):
     """The network ``opt`` describes (scale included), with its initial weights: ``basicsr.archs.build_network`` for
     registered archs, the spandrel class itself for ``spandrel.<Name>``. Also the builder of the fresh process
-    that measures CPU memory (``srconvnet_plugin.utils.profiling --builder``)."""
+    that measures CPU memory (``srconvnet_plugin.measure.profiling --builder``)."""
     if is_spandrel(opt['type']):
         return arch_class(opt['type'])(**{k: v for k, v in opt.items() if k != 'type'})
     return build_network(opt)

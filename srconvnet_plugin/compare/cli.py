@@ -13,7 +13,7 @@ from srconvnet_plugin.compare.presets import (PRESETS, SPANDREL_PRESETS, Compare
                                               spandrel_available, spandrel_missing_line)
 from srconvnet_plugin.compare.quality import evaluate_quality, find_pairs
 from srconvnet_plugin.compare.render import markdown_table, output_paths, write_outputs
-from srconvnet_plugin.utils.profiling import cpu_info
+from srconvnet_plugin.measure.benchmark_helpers import cpu_info
 
 DESCRIPTION = ('Side-by-side comparison of SR architectures (BasicSR\'s registered archs, the plugin\'s, and '
                'spandrel\'s where installed): parameters, MACs, latency, memory and Y-PSNR/SSIM.')

@@ -10,8 +10,8 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 
-from srconvnet_plugin.utils.complexity import count_complexity, reparameterised_params, thop_counts
-from srconvnet_plugin.utils.profiling import (Latency, cpu_peak_memory_in_fresh_process, cuda_peak_memory,
+from srconvnet_plugin.measure.complexity import count_complexity, reparameterised_params, thop_counts
+from srconvnet_plugin.measure.profiling import (Latency, cpu_peak_memory_in_fresh_process, cuda_peak_memory,
                                               measure_latency)
 
 #: how the fresh process that measures CPU memory builds a network (the same builder as here)

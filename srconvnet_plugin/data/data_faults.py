@@ -17,11 +17,11 @@ class DataFaultError(ValueError):
 _LAST_READ = threading.local()
 
 
-def _wrap_file_client_get(_orig):
+def wrap_file_client_get(_orig):
 
     @functools.wraps(_orig)
     def get(self, filepath, client_key='default'):
-        """Wraps ``FileClient.get``: remembers what was read (for :func:`_checked_imfrombytes`) and names an LMDB key
+        """Wraps ``FileClient.get``: remembers what was read (for :func:`checked_imfrombytes`) and names an LMDB key
         that is missing (basicsr passes ``None`` on to ``np.frombuffer``: "a bytes-like object is required")."""
         client = getattr(self, 'client', None)
         envs = getattr(client, '_client', None)
@@ -38,7 +38,7 @@ def _wrap_file_client_get(_orig):
     return get
 
 
-def _checked_imfrombytes(_orig):
+def checked_imfrombytes(_orig):
 
     @functools.wraps(_orig)
     def imfrombytes(content, flag='color', float32=False):
@@ -54,7 +54,7 @@ def _checked_imfrombytes(_orig):
     return imfrombytes
 
 
-def _wrap_paired_getitem(_orig):
+def wrap_paired_getitem(_orig):
 
     @functools.wraps(_orig)
     def __getitem__(self, index):

@@ -64,14 +64,23 @@ def encode_png(img, compress_level):
     return buf.tobytes()
 
 
-def bicubic_lr(img, scale):
-    """Bicubic LR of the uint8 image ``img`` (HWC) by 1/``scale``, as MATLAB's ``imresize`` makes it (antialiased),
-    rounded and clamped back to uint8, with BasicSR's ``basicsr.utils.matlab_functions.imresize``."""
+def bicubic_resize(img, factor):
+    """The package's one bicubic resize: the 8-bit image ``img`` (HWC or HW) resized by ``factor`` as MATLAB's
+    ``imresize`` does (antialiased when shrinking), with BasicSR's ``basicsr.utils.matlab_functions.imresize`` on the
+    image in float32 [0, 1], rounded and clamped back to uint8. uint8 in, uint8 out."""
     from basicsr.utils.matlab_functions import imresize
+    if img.dtype != np.uint8:
+        raise TypeError(f'bicubic_resize takes an 8-bit image, got {img.dtype}')
+    out = imresize(img.astype(np.float32) / 255., factor)
+    return np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
+
+
+def bicubic_lr(img, scale):
+    """Bicubic LR of the uint8 image ``img`` (HWC) by 1/``scale`` (:func:`bicubic_resize`); its height and width must
+    be multiples of ``scale`` (:func:`mod_crop` first), so that the LR is exactly 1/``scale`` of it."""
     if img.shape[0] % scale or img.shape[1] % scale:
         raise ValueError(f'image of size {img.shape[:2]} is not divisible by the scale {scale}: mod-crop it first')
-    lr = imresize(img.astype(np.float32) / 255., 1 / scale)
-    return np.clip(np.round(lr * 255.), 0, 255).astype(np.uint8)
+    return bicubic_resize(img, 1 / scale)
 
 
 def mod_crop(img, modulus=MOD):

@@ -53,6 +53,59 @@ def compile_modes():
     return tuple(dict.fromkeys(['default', *list_mode_options()]))
 
 
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_options(opt):
+    """Problems with the training keys this model reads (see the module docstring), one line each naming the key and
+    the value at fault; ``[]`` if there are none. Called by the option collector
+    (:func:`srconvnet_plugin.utils.checks.check_options`) for every option file."""
+    problems = []
+    train_opt = opt.get('train') or {}
+    train_set = (opt.get('datasets') or {}).get('train') or {}
+    given = {key: opt[key] for key in (*TOP_LEVEL_FLAGS, 'compile_mode') if opt.get(key) is not None}
+    given.update({f'train: {key}': train_opt[key] for key in ('grad_clip', 'grad_clip_max_norm')
+                  if train_opt.get(key) is not None})
+    if train_set.get('accum_iter') is not None:
+        given['datasets: train: accum_iter'] = train_set['accum_iter']
+    for key, value in given.items():
+        name = key.rsplit(': ', 1)[-1]
+        if name in TOP_LEVEL_FLAGS or name == 'grad_clip':
+            if not isinstance(value, bool):
+                problems.append(f'{key}: {value!r} is not true or false')
+        elif name == 'compile_mode':
+            if value not in compile_modes():
+                problems.append(f'{key}: {value!r} is not a torch.compile mode; use one of '
+                                f'{", ".join(compile_modes())}')
+        elif name == 'grad_clip_max_norm':
+            if not _is_number(value) or not value > 0:
+                problems.append(f'{key}: {value!r}: the max gradient norm must be a number > 0')
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f'{key}: {value!r}: accumulate over an integer number of batches >= 1')
+    active = {key: value for key, value in given.items()
+              if value is not False and not (key == 'compile_mode' and value == 'default')
+              and not (key.endswith('accum_iter') and value == 1)}
+    model_type = opt.get('model_type')
+    if active and model_type not in SR_MODEL_TYPES:
+        problems.append(f'model_type: {model_type}: {", ".join(active)} take(s) effect only for model_type: '
+                        f'{", ".join(SR_MODEL_TYPES)}; remove them or train with one of those')
+        return problems
+    if opt.get('amp_bf16') is True and opt.get('use_amp') is not True:
+        problems.append('amp_bf16: true does nothing without use_amp: true; add use_amp: true for bf16 '
+                        'autocast (or remove amp_bf16 to train in fp32)')
+    if opt.get('use_amp') is not True:
+        return problems
+    on_cuda = opt.get('num_gpu', 0) != 0 and torch.cuda.is_available()
+    if opt.get('amp_bf16') is not True and not on_cuda:
+        problems.append('use_amp: true without amp_bf16: true is fp16 autocast with a GradScaler, which needs '
+                        'a CUDA GPU; this run trains on the CPU: add amp_bf16: true for bf16 autocast')
+    elif opt.get('amp_bf16') is True and on_cuda and not torch.cuda.is_bf16_supported():
+        problems.append(f'amp_bf16: true: {torch.cuda.get_device_name()} has no bfloat16; remove amp_bf16 for '
+                        'fp16 autocast with a GradScaler')
+    return problems
+
+
 @dataclass(frozen=True)
 class TrainingSettings:
     """The training keys of one option dict, with their defaults filled in (see the module docstring)."""
@@ -66,7 +119,7 @@ class TrainingSettings:
 
     @classmethod
     def from_opt(cls, opt):
-        """Read the keys from a parsed option dict (``checks.check_training_keys`` has refused bad values)."""
+        """Read the keys from a parsed option dict (:func:`check_options` has refused bad values)."""
         train_opt = opt.get('train') or {}
         train_set = (opt.get('datasets') or {}).get('train') or {}
         amp_dtype = None

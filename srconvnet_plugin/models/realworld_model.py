@@ -21,8 +21,10 @@ entry points build those names as these models). What differs:
   ``accum_iter`` both networks step every ``accum_iter`` batches, the EMA after each step.
 
 BasicSR's ``filter2D`` fails on today's torch inside the second degradation (a ``view`` of a channels-last tensor);
-``utils.compat.apply_pipeline_shims`` fixes it, as it fixes the rest of BasicSR's pipeline.
+``patches.compat.apply_pipeline_shims`` fixes it, as it fixes the rest of BasicSR's pipeline.
 """
+import os
+import os.path as osp
 from collections import OrderedDict
 
 import torch
@@ -48,6 +50,112 @@ DATASET_KEYS = ('blur_kernel_size', 'kernel_list', 'kernel_prob', 'blur_sigma', 
                 'betap_range2', 'sinc_prob2', 'final_sinc_prob', 'use_hflip', 'use_rot')
 #: ``RealESRGANDataset`` pads or crops every GT image to this size before the model crops ``gt_size`` from it
 DATASET_CROP = 400
+#: the names ``RealESRGANDataset`` is registered under
+REALESRGAN_DATASETS = ('RealESRGANDataset', 'RealESRGANDataset_basicsr')
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _vgg_download_problem(url, timeout=5):
+    """Why ``url`` cannot be fetched from here (None if it can), asked the way torch.hub downloads (urllib, so proxy
+    variables count)."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method='HEAD'), timeout=timeout):
+            return None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return str(getattr(e, 'reason', None) or e)
+
+
+def perceptual_weights_problems(opt):
+    """``train: perceptual_opt``: BasicSR's VGG feature extractor reads ``experiments/pretrained_models/
+    vgg19-dcbb9e9d.pth`` (relative to the working directory) when it is there, else torchvision downloads its VGG
+    weights while the model is built; a problem, naming the path and the download, when neither can work."""
+    perceptual = (opt.get('train') or {}).get('perceptual_opt')
+    if not opt.get('is_train') or not perceptual:
+        return []
+    import torchvision
+
+    from basicsr.archs.vgg_arch import VGG_PRETRAIN_PATH
+    vgg_type = perceptual.get('vgg_type', 'vgg19')
+    if osp.isfile(VGG_PRETRAIN_PATH):
+        return []
+    try:
+        url = torchvision.models.get_model_weights(vgg_type).IMAGENET1K_V1.url
+    except (ValueError, AttributeError):
+        return [f'train: perceptual_opt: vgg_type: {vgg_type!r} is not a torchvision VGG (vgg19, ...)']
+    if osp.isfile(osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(url))):
+        return []
+    reason = _vgg_download_problem(url)
+    if reason is None:
+        return []
+    return [f'train: perceptual_opt: vgg_type: {vgg_type}: the VGG weights of the perceptual loss are not at '
+            f'{osp.abspath(VGG_PRETRAIN_PATH)} and cannot be downloaded here ({reason}); download {url} elsewhere '
+            'and copy it to that path']
+
+
+def check_options(opt):
+    """Problems with the keys Real-ESRGAN's two stages read (``RealSRConvNetModel``, ``RealSRConvNetGANModel`` and
+    BasicSR's names for them): the degradation keys, ``gt_size``, ``queue_size``, the dataset type, ``network_d``,
+    stage 1's weights and the perceptual loss's VGG weights; one line each, ``[]`` if there are none. Called by the
+    option collector (:func:`srconvnet_plugin.utils.checks.check_options`); the dataset's own keys and files are
+    checked with the datasets (:mod:`srconvnet_plugin.data.dataset_checks`)."""
+    return _stage_problems(opt) + perceptual_weights_problems(opt)
+
+
+def _stage_problems(opt):
+    from .precision_model import MODEL_SUBSTITUTES
+    problems = []
+    model_type = opt.get('model_type')
+    model = MODEL_SUBSTITUTES.get(model_type, model_type)
+    if model not in STAGE_KEYS or not opt.get('is_train'):
+        return problems
+    if model == 'RealSRConvNetGANModel':
+        if not opt.get('network_d'):
+            problems.append(f'network_d: missing; model_type: {model_type} trains a discriminator (Real-ESRGAN: '
+                            'type: UNetDiscriminatorSN_basicsr, num_in_ch: 3, num_feat: 64, skip_connection: true)')
+        pretrained = (opt.get('path') or {}).get('pretrain_network_g')
+        states = (opt.get('path') or {}).get('training_states')
+        resuming = opt.get('path', {}).get('resume_state') or (
+            opt.get('auto_resume') and states and osp.isdir(states) and any(n.endswith('.state')
+                                                                            for n in os.listdir(states)))
+        if pretrained is not None and not resuming and not osp.exists(pretrained):
+            problems.append(f'path: pretrain_network_g: {pretrained} does not exist; stage 2 fine-tunes the '
+                            'weights of stage 1 (model_type: RealSRConvNetModel): train stage 1 first, or point '
+                            'pretrain_network_g at its net_g_latest.pth')
+    if not opt.get('high_order_degradation', True):
+        return problems
+    missing = [key for key in (*DEGRADATION_KEYS, *STAGE_KEYS[model]) if key not in opt]
+    if missing:
+        problems.append(f'{", ".join(missing)}: missing; model_type: {model_type} makes the LQ images on the '
+                        'fly with Real-ESRGAN\'s degradations and reads these top-level keys (their values: '
+                        'options/train/RealSRConvNet/)')
+    gt_size, scale = opt.get('gt_size'), opt.get('scale')
+    if 'gt_size' in opt:
+        if not _positive_int(gt_size):
+            problems.append(f'gt_size: {gt_size!r}: the GT crop must be a positive integer')
+        elif gt_size > DATASET_CROP:
+            problems.append(f'gt_size: {gt_size} is larger than the {DATASET_CROP}x{DATASET_CROP} GT that '
+                            f'RealESRGANDataset hands the model (it pads or crops every image to {DATASET_CROP})')
+        elif _positive_int(scale) and gt_size % scale:
+            problems.append(f'gt_size: {gt_size} is not divisible by scale: {scale}; use e.g. '
+                            f'{gt_size - gt_size % scale}')
+    train_set = (opt.get('datasets') or {}).get('train') or {}
+    queue, batch = opt.get('queue_size', 180), train_set.get('batch_size_per_gpu')
+    if not _positive_int(queue):
+        problems.append(f'queue_size: {queue!r}: the pool of training pairs needs a positive integer size')
+    elif _positive_int(batch) and queue % batch:
+        problems.append(f'queue_size: {queue} is not a multiple of datasets: train: batch_size_per_gpu: '
+                        f'{batch} (the pool of training pairs is filled and drawn a batch at a time); use e.g. '
+                        f'{max(batch, queue - queue % batch)}')
+    if train_set and train_set.get('type') not in REALESRGAN_DATASETS:
+        problems.append(f'datasets: train: type: {train_set.get("type")}: model_type: {model_type} degrades '
+                        'the GT with the kernels RealESRGANDataset draws; use type: RealESRGANDataset_basicsr (or '
+                        'high_order_degradation: false to train on ready-made pairs)')
+    return problems
 
 
 class _OnDevice:

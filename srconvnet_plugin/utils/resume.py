@@ -11,7 +11,7 @@ import warnings
 from srconvnet.atomic_write import leftover_temp_files
 from srconvnet.checkpoints import CheckpointReadError, load_weights_only
 
-from .basicsr_checkpoints import network_file, use_existing_network_files
+from ..patches.basicsr_checkpoints import network_file, use_existing_network_files
 
 
 def _map_location(opt):

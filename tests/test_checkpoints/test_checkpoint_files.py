@@ -15,8 +15,8 @@ from srconvnet.checkpoints import (CheckpointCodeError, CheckpointError, Checkpo
                                    CheckpointNotFoundError, CheckpointReadError, check_fits, load_srconvnet,
                                    load_state_dict, save_state_dict)
 from srconvnet_plugin.compare import CompareError, load_weights
-from srconvnet_plugin.utils.basicsr_checkpoints import _SafeTorch, params_file
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.basicsr_checkpoints import SafeTorch, params_file
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 from srconvnet_plugin.utils.resume import load_resume_state
 from srconvnet.infer import load_model
 
@@ -186,11 +186,11 @@ def test_safetensors_of_an_ema_run_give_basicsr_both_param_keys(tmp_path):
     ema, raw = srconvnet(seed=1).state_dict(), srconvnet(seed=2).state_dict()
     path = tmp_path / 'net_g_4.safetensors'
     save_state_dict(ema, path)
-    lone = _SafeTorch.load(str(path))
+    lone = SafeTorch.load(str(path))
     assert all(torch.equal(lone['params'][k], ema[k]) and torch.equal(lone['params_ema'][k], ema[k]) for k in ema)
     save_state_dict(raw, params_file(path))
     assert params_file(path) == str(tmp_path / 'net_g_4.params.safetensors')
-    both = _SafeTorch.load(str(path))
+    both = SafeTorch.load(str(path))
     assert all(torch.equal(both['params'][k], raw[k]) and torch.equal(both['params_ema'][k], ema[k]) for k in ema)
 
 

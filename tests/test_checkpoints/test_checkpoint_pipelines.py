@@ -112,6 +112,6 @@ def test_an_unknown_checkpoint_format_is_an_option_error(tiny_sr_sets, tmp_path)
     (tmp_path / 'train.yml').write_text(yml.replace('logger:\n', 'logger:\n  save_checkpoint_format: ckpt\n'))
     done = run(['srconvnet_plugin.train', '-opt', 'train.yml'], tmp_path)
     assert done.returncode == 2
-    assert done.stderr == ("srconvnet-train: error: train.yml: logger: save_checkpoint_format: 'ckpt' is not one of "
-                           "pth, safetensors\n")
+    assert done.stderr == ("srconvnet-train: error: train.yml: 1 problem(s) in the options:\n"
+                           "  logger: save_checkpoint_format: 'ckpt' is not one of pth, safetensors\n")
     assert not (tmp_path / 'experiments').exists()

@@ -12,8 +12,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import srconvnet.checkpoints
 from basicsr.archs import build_network
-from basicsr.utils.matlab_functions import imresize
 from srconvnet_plugin.compare import construct, main
+from srconvnet_plugin.data.data_preparation import bicubic_lr
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # see tests/conftest.py
 
@@ -110,7 +110,7 @@ def make_pairs(root, scale=2):
     (root / 'gt').mkdir()
     (root / 'lq').mkdir()
     for name, img in (('astronaut', data.astronaut()[100:144, 180:224]), ('coffee', data.coffee()[150:194, 200:244])):
-        lq = np.clip(np.round(imresize(img.astype(np.float64) / 255., 1 / scale) * 255.), 0, 255).astype(np.uint8)
+        lq = bicubic_lr(img, scale)
         cv2.imwrite(str(root / 'gt' / f'{name}.png'), img[..., ::-1])
         cv2.imwrite(str(root / 'lq' / f'{name}.png'), lq[..., ::-1])
     return root / 'gt', root / 'lq'

@@ -10,7 +10,7 @@ from basicsr.archs import build_network
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet_plugin.compare import (PRESETS, SPANDREL_PRESETS, available_archs, construct, input_channels,
                                       opt_for_scale, size_rule)
-from srconvnet_plugin.utils.complexity import count_complexity, reparameterised_params, thop_counts
+from srconvnet_plugin.measure.complexity import count_complexity, reparameterised_params, thop_counts
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # see tests/conftest.py
 

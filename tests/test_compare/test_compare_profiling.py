@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from srconvnet_plugin.utils.profiling import cpu_peak_memory, measure_latency
+from srconvnet_plugin.measure.profiling import cpu_peak_memory, measure_latency
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # see tests/conftest.py
 

@@ -8,7 +8,7 @@ import torch
 from helpers import ok
 from realworld_helpers import build, dataset_batch, feed, iters, model_options, prepare_workdir, train
 from srconvnet.checkpoints import load_weights_only
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 
 apply_pipeline_shims()
 from basicsr.models.realesrgan_model import RealESRGANModel  # noqa: E402

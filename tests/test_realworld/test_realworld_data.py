@@ -25,7 +25,7 @@ def root(tmp_path, hr_photos):
 
 
 def test_meta_info_lists_every_image_relative_to_the_root_and_realesrgandataset_reads_it(root):
-    from srconvnet_plugin.utils.compat import apply_pipeline_shims
+    from srconvnet_plugin.patches.compat import apply_pipeline_shims
     apply_pipeline_shims()
     from basicsr.data import build_dataset
     assert write_meta_info([root / 'DF2K', root / 'OST'], root, root / 'meta' / 'meta_info.txt', n_workers=1) == 6

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from srconvnet.checkpoints import load_weights_only
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 
 apply_pipeline_shims()
 from basicsr.models.realesrgan_model import RealESRGANModel  # noqa: E402

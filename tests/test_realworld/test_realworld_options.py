@@ -6,7 +6,7 @@ import pytest
 from realworld_helpers import data_paths, lengths, parse_in_process, prepare_workdir, real_photos_option_file, \
     train_option_file
 from srconvnet_plugin.utils.checks import OptionCheckError
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 from srconvnet_plugin.utils.options import load_options
 
 apply_pipeline_shims()

@@ -65,7 +65,7 @@ def test_auto_resume_restores_both_networks_the_ema_both_optimizers_and_the_sche
     process: the plugin's load_resume_state, build_model, resume_training), then the resumed run itself."""
     import basicsr.train
 
-    from srconvnet_plugin.utils.compat import apply_pipeline_shims
+    from srconvnet_plugin.patches.compat import apply_pipeline_shims
     apply_pipeline_shims()
     work, folder = runs.work, models(runs.work, STAGE2)
     opt = parse_in_process(work, monkeypatch, train_option_file(4, 2), [*data_paths(work), *lengths()])

@@ -12,7 +12,7 @@ import torch
 
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.checkpoints import CheckpointReadError, load_weights_only
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 from srconvnet.atomic_write import leftover_temp_files
 from srconvnet.atomic_write import atomic_save
 from srconvnet_plugin.utils.resume import load_resume_state

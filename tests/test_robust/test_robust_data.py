@@ -18,7 +18,7 @@ import pytest
 
 from helpers import photo_crop, plugin_env, python_cmd
 from srconvnet_plugin.utils.checks import OptionCheckError, check_options
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 from srconvnet_plugin.data.data_faults import DataFaultError
 from robust_helpers import make_test_yaml
 

@@ -13,7 +13,7 @@ import pytest
 from helpers import make_paired_set, plugin_env, python_cmd
 from robust_helpers import make_train_yaml
 from srconvnet_plugin.utils.checks import OptionCheckError
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 
 apply_pipeline_shims()
 import basicsr.utils.options as basicsr_options  # noqa: E402  (patched by the shims)

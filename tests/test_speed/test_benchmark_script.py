@@ -11,7 +11,6 @@ from conftest import REPO_ROOT
 
 @pytest.fixture(scope='module')
 def bench():
-    # imported by name from scripts/, so that the memory probe's spawned process can import it as well
     sys.path.insert(0, str(REPO_ROOT / 'scripts'))
     try:
         yield importlib.import_module('benchmark_speed')
@@ -76,7 +75,7 @@ def test_benchmark_script_refuses_bad_options(bench, argv, message, capsys):
 def test_isa_avx2_measures_with_the_instruction_set_capped(bench, tmp_path, capfd):
     """``--isa avx2`` reruns the benchmark in a child process whose torch, oneDNN and MKL are capped at AVX2
     (``--cpu-time``: the child times CPU seconds)."""
-    from srconvnet_plugin.utils.profiling import cpu_info
+    from srconvnet_plugin.measure.benchmark_helpers import cpu_info
     if 'avx2' not in cpu_info()['flags']:
         pytest.skip('the CPU has no AVX2')
     out = tmp_path / 'bench.json'
@@ -84,10 +83,10 @@ def test_isa_avx2_measures_with_the_instruction_set_capped(bench, tmp_path, capf
                 '--no-memory', '--isa', 'avx2', '--cpu-time', '--json', str(out)])
     machine = json.loads(out.read_text())['machine']
     assert machine['cpu_capability'] == 'AVX2'
-    assert machine['isa_cap'] == {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2',
+    assert machine['isa_env'] == {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2',
                                   'MKL_ENABLE_INSTRUCTIONS': 'AVX2'}
     printed = capfd.readouterr().out
-    assert 'torch cpu capability AVX2), instruction set capped at AVX2 (ATEN_CPU_CAPABILITY=avx2 ' in printed
+    assert 'torch cpu capability AVX2), instruction set capped (ATEN_CPU_CAPABILITY=avx2 ' in printed
     assert 'default allocator, CPU time' in printed
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from srconvnet.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 from srconvnet_plugin.utils.resume import load_resume_state
 
 apply_pipeline_shims()

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 from srconvnet_plugin.utils.options import OptionFileError, OptionLoader, load_options
 
 apply_pipeline_shims()
@@ -123,7 +123,26 @@ def test_cuda_request_without_cuda_names_the_option(tmp_path, monkeypatch):
         opt, _ = run_parse_options(monkeypatch, '-opt', path)
         assert opt['num_gpu'] == 1
     else:
-        with pytest.raises(OptionFileError, match=r'gpu\.yml: num_gpu: 1 asks for CUDA'):
+        with pytest.raises(OptionFileError,
+                           match=r'gpu\.yml: 1 problem\(s\) in the options:\n  num_gpu: 1 asks for CUDA'):
             run_parse_options(monkeypatch, '-opt', path)
         opt, _ = run_parse_options(monkeypatch, '-opt', path, '--force_yml', 'num_gpu=0')
         assert opt['num_gpu'] == 0
+
+
+def test_device_and_checkpoint_problems_come_with_the_others_in_one_message(tmp_path, monkeypatch):
+    """The CUDA request and the checkpoint format, once refused on their own before the other checks ran, are
+    reported by the one collector together with every other problem of the file."""
+    path = tmp_path / 'many.yml'
+    gpus = 0 if torch.cuda.is_available() else 1  # (a request for CUDA is a problem only without it)
+    path.write_text(MINIMAL.format(num_gpu=gpus).replace('  upscale: 4\n', '  upscale: 2\n').replace(
+        'logger:\n', 'logger:\n  save_checkpoint_format: ckpt\n'))
+    with pytest.raises(OptionFileError) as error:
+        run_parse_options(monkeypatch, '-opt', path)
+    lines = str(error.value).splitlines()
+    expected = ['network_g: upscale: 2 differs from scale: 4; the network would make x2 outputs for x4 ground truth',
+                "logger: save_checkpoint_format: 'ckpt' is not one of pth, safetensors"]
+    if gpus:
+        expected.insert(1, 'num_gpu: 1 asks for CUDA, but torch sees no CUDA device here; use num_gpu: 0 (or auto) '
+                           'to run on the CPU')
+    assert lines == [f'{path}: {len(expected)} problem(s) in the options:'] + [f'  {line}' for line in expected]

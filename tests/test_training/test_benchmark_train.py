@@ -39,7 +39,7 @@ def test_reports_both_networks_in_every_mode_with_the_machine(bench, tmp_path, c
 @pytest.mark.parametrize('mode', ['fp32', 'bf16-channels-last'])
 def test_the_timed_step_trains(bench, mode, one_thread):
     """The step is a real training step: on a fixed batch, Adam lowers the L1 loss."""
-    lq, gt = bench.batch(2, 8, 2)
+    lq, gt = bench.train_batch(2, 8, 2)
     step = bench.train_step(bench.build('srconvnet', 2), lq, gt, torch.device('cpu'), mode, lr=2e-3)
     losses = [step().item() for _ in range(6)]
     assert losses[-1] < losses[0]

@@ -8,7 +8,7 @@ import torch
 
 from helpers import REPO_ROOT, free_port, ok, plugin_env, python_cmd
 from srconvnet.archs.srconvnet_arch import SRConvNet
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 from training_helpers import batch, build, training_yaml
 
 apply_pipeline_shims()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from srconvnet.checkpoints import load_weights_only
-from srconvnet_plugin.utils.compat import apply_pipeline_shims
+from srconvnet_plugin.patches.compat import apply_pipeline_shims
 
 apply_pipeline_shims()
 from basicsr.models.sr_model import SRModel  # noqa: E402

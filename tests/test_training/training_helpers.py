@@ -14,7 +14,7 @@ from stack_options import make_train_yaml  # noqa: E402  (the stack tests' tiny 
 
 
 def import_script(name):
-    """``scripts/<name>.py`` as a module (scripts/ stays on sys.path: the benchmarks import each other)."""
+    """``scripts/<name>.py`` as a module (scripts/ is put on sys.path to import it by name)."""
     import importlib
     if str(TESTS.parent / 'scripts') not in sys.path:
         sys.path.insert(0, str(TESTS.parent / 'scripts'))

@@ -16,7 +16,7 @@ from srconvnet.atomic_write import atomic_save
 from srconvnet.checkpoints import (SAFETENSORS_SUFFIX, CheckpointError, check_fits, is_safetensors, load_weights_only,
                                    save_state_dict, state_dict_of, strip_prefixes)
 
-from .faults import CheckpointSaveError
+from ..utils.faults import CheckpointSaveError
 
 #: what ``logger: save_checkpoint_format`` may be
 CHECKPOINT_FORMATS = ('pth', 'safetensors')
@@ -49,13 +49,13 @@ def use_existing_network_files(opt):
                 opt['path'][key] = network_file(folder, match.group(1), match.group(2))
 
 
-def check_checkpoint_options(opt, opt_path=None):
-    """``logger: save_checkpoint_format`` must be ``pth`` or ``safetensors``."""
+def check_options(opt):
+    """Problems with the checkpoint keys (``logger: save_checkpoint_format`` must be ``pth`` or ``safetensors``), for
+    the option collector (:func:`srconvnet_plugin.utils.checks.check_options`); ``[]`` if there are none."""
     fmt = (opt.get('logger') or {}).get('save_checkpoint_format', 'pth')
     if fmt not in CHECKPOINT_FORMATS:
-        from .options import OptionFileError
-        raise OptionFileError(f'{opt_path or "options"}: logger: save_checkpoint_format: {fmt!r} is not one of '
-                              f'{", ".join(CHECKPOINT_FORMATS)}')
+        return [f'logger: save_checkpoint_format: {fmt!r} is not one of {", ".join(CHECKPOINT_FORMATS)}']
+    return []
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -65,10 +65,10 @@ def check_checkpoint_options(opt, opt_path=None):
 _SAVE = threading.local()
 
 
-class _SafeTorch(types.ModuleType):
+class SafeTorch(types.ModuleType):
     """``torch`` as basicsr/models/base_model.py sees it: the same module, except that ``load`` is weights-only and
     reads ``.safetensors`` too, and ``save`` is atomic (temp file, fsync, rename) and remembers its last error for
-    :func:`_wrap_save`."""
+    :func:`wrap_save`."""
 
     def __init__(self):
         super().__init__('torch')
@@ -95,7 +95,7 @@ class _SafeTorch(types.ModuleType):
 
 
 def _record_save(write, *args):
-    """Run ``write(*args)``; remember its error for :func:`_wrap_save` (basicsr's retry loop expects a raise)."""
+    """Run ``write(*args)``; remember its error for :func:`wrap_save` (basicsr's retry loop expects a raise)."""
     try:
         write(*args)
     except Exception as e:
@@ -104,7 +104,7 @@ def _record_save(write, *args):
     _SAVE.error = None
 
 
-def _wrap_save(_orig, what):
+def wrap_save(_orig, what):
 
     @functools.wraps(_orig)
     def save(self, *args, **kwargs):
@@ -123,7 +123,7 @@ def _wrap_save(_orig, what):
     return save
 
 
-def _wrap_save_network(_orig):
+def wrap_save_network(_orig):
 
     @functools.wraps(_orig)
     def save_network(self, net, net_label, current_iter, param_key='params'):
@@ -142,7 +142,7 @@ def _wrap_save_network(_orig):
             if 'params_ema' in dicts and 'params' in dicts:
                 _record_save(save_state_dict, dicts['params'], params_file(path), True)
             _record_save(save_state_dict, dicts.get('params_ema', dicts[keys[0]]), path, True)
-        except Exception:  # recorded; _wrap_save turns it into CheckpointSaveError
+        except Exception:  # recorded; wrap_save turns it into CheckpointSaveError
             pass
 
     return save_network
@@ -159,7 +159,7 @@ def _pretrain_option(opt, load_path):
 
 def load_network(self, net, load_path, strict=True, param_key='params'):
     """Replaces ``BaseModel.load_network`` (same arguments, same log lines): reads ``.pth`` weights-only or
-    ``.safetensors`` (through :class:`_SafeTorch`), takes ``param_key`` (``params`` when it is absent, as basicsr
+    ``.safetensors`` (through :class:`SafeTorch`), takes ``param_key`` (``params`` when it is absent, as basicsr
     does), strips ``module.`` (and for SRConvNet the authors' unused MeanShift entries), and refuses a checkpoint that
     is missing, truncated, holds code or does not fit the network with one message naming the option and the file,
     where basicsr prints two walls of key names and a traceback."""
@@ -168,7 +168,7 @@ def load_network(self, net, load_path, strict=True, param_key='params'):
     bare = self.get_bare_model(net)
     source, wanted_by = _pretrain_option(self.opt, load_path)
     try:
-        checkpoint = _SafeTorch.load(load_path)
+        checkpoint = SafeTorch.load(load_path)
     except CheckpointError as err:
         raise type(err)(f'{source}: {str(err).removeprefix(f"{load_path}: ")}') from err
     if param_key and isinstance(checkpoint, dict) and param_key not in checkpoint and 'params' in checkpoint:

@@ -1,22 +1,22 @@
 """Training fault guards: a NaN/inf loss stops training before anything of that iteration is saved, and a
 SIGINT/SIGTERM saves a resumable state after the current iteration, then stops.
 
-``compat.apply_pipeline_shims`` wires :func:`_wrap_build_model`, :func:`_wrap_train_pipeline` and
-:func:`_wrap_set_epoch` into basicsr; :func:`guard_training` can wrap any basicsr model alone. The checks themselves
-(``non_finite``, ``StopRequest``) live in ``faults.py``.
+``compat.apply_pipeline_shims`` wires :func:`wrap_build_model`, :func:`wrap_train_pipeline` and
+:func:`wrap_set_epoch` into basicsr; :func:`guard_training` can wrap any basicsr model alone. The checks themselves
+(``non_finite``, ``StopRequest``) live in ``utils/faults.py``.
 """
 import functools
 import os.path as osp
 import sys
 import types
 
-from .faults import NonFiniteLossError, StopRequest, TrainingInterrupted, non_finite
+from ..utils.faults import NonFiniteLossError, StopRequest, TrainingInterrupted, non_finite
 
 #: the StopRequest of the running train_pipeline, and the epoch its train sampler is in
 _RUN = types.SimpleNamespace(stop=None, epoch=0)
 
 
-def _wrap_set_epoch(_orig):
+def wrap_set_epoch(_orig):
 
     @functools.wraps(_orig)
     def set_epoch(self, epoch):
@@ -88,7 +88,7 @@ def guard_training(model):
     return model
 
 
-def _wrap_build_model(_orig):
+def wrap_build_model(_orig):
 
     @functools.wraps(_orig)
     def build_model(opt):
@@ -98,7 +98,7 @@ def _wrap_build_model(_orig):
     return build_model
 
 
-def _wrap_train_pipeline(_orig):
+def wrap_train_pipeline(_orig):
 
     @functools.wraps(_orig)
     def train_pipeline(root_path):

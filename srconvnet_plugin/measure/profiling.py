@@ -2,7 +2,7 @@
 
 Three functions, usable on their own (e.g. by a speed benchmark)::
 
-    from srconvnet_plugin.utils.profiling import measure_latency, cuda_peak_memory, cpu_peak_memory_in_fresh_process
+    from srconvnet_plugin.measure.profiling import measure_latency, cuda_peak_memory, cpu_peak_memory_in_fresh_process
 
     lat = measure_latency(lambda: model(x), runs=10, warmup=3, device=x.device)
     lat.median_ms, lat.iqr_ms                       # median and interquartile range over the timed runs
@@ -21,14 +21,13 @@ peak resident set size (``VmHWM``) during the first forward pass of a fresh Pyth
 one network's allocations cannot hide another's, with the peak reset by writing ``5`` to
 ``/proc/self/clear_refs`` (Linux; elsewhere the lifetime peak ``ru_maxrss`` is used and ``reset`` is False).
 
-The fresh process is ``python -m srconvnet_plugin.utils.profiling '<arch opt as JSON>' C H W``, which builds the network
+The fresh process is ``python -m srconvnet_plugin.measure.profiling '<arch opt as JSON>' C H W``, which builds the network
 with ``basicsr.archs.build_network`` (any registered arch, plugin archs included; ``--builder module:function`` names
 another builder, e.g. the comparison's, which also builds spandrel's archs) and prints a JSON line.
 """
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+
+from srconvnet_plugin.measure.benchmark_helpers import peak_rss_bytes, proc_status_bytes, reset_peak_rss, synchronize
 
 
 @dataclass
@@ -71,51 +72,6 @@ class Memory:
         return asdict(self)
 
 
-#: the /proc/cpuinfo flags that decide which CPU kernels torch can use (bf16 and AMX matter for autocast)
-CPU_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_tile', 'amx_bf16')
-
-
-def cpu_info():
-    """``{'model': ..., 'flags': [...]}``: the CPU's model name and which of :data:`CPU_FLAGS` it has (Linux
-    ``/proc/cpuinfo``; ``None`` / ``[]`` elsewhere), for benchmark reports: machines differ (AVX-512, bf16, AMX)."""
-    model, flags = None, set()
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as f:
-            for line in f:
-                key, _, value = line.partition(':')
-                if key.strip() == 'model name' and model is None:
-                    model = value.strip()
-                elif key.strip() == 'flags' and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return {'model': model, 'flags': [flag for flag in CPU_FLAGS if flag in flags]}
-
-
-def machine_info(device):
-    """What benchmark numbers were measured on: date, torch, threads, device, CPU model and flags (a benchmark's
-    header line, :func:`describe_machine`, and its JSON's ``machine``)."""
-    info = {'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), 'torch': torch.__version__,
-            'threads': torch.get_num_threads(), 'device': str(device), 'cpu': cpu_info(),
-            'cpu_capability': torch.backends.cpu.get_cpu_capability()}
-    if device.type == 'cuda':
-        info['gpu'] = torch.cuda.get_device_name(device)
-    return info
-
-
-def describe_machine(info):
-    """The one-line ``# ...`` header of a benchmark report for :func:`machine_info`'s ``info``."""
-    gpu = f', GPU {info["gpu"]}' if 'gpu' in info else ''
-    return (f'# {info["date"]}, torch {info["torch"]}, device {info["device"]}{gpu}, {info["threads"]} threads, '
-            f'CPU {info["cpu"]["model"]} (flags: {" ".join(info["cpu"]["flags"]) or "none of note"}; '
-            f'torch cpu capability {info["cpu_capability"]})')
-
-
-def _sync(device):
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 def measure_latency(fn, runs=10, warmup=3, device='cpu'):
     """Time ``fn()`` ``runs`` times after ``warmup`` untimed calls; synchronised on CUDA. Returns a ``Latency``."""
     if runs < 1:
@@ -124,20 +80,21 @@ def measure_latency(fn, runs=10, warmup=3, device='cpu'):
         raise ValueError(f'warmup must be non-negative, got {warmup}')
     for _ in range(warmup):
         fn()
-    _sync(device)
+    synchronize(device)
     times = []
     for _ in range(runs):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
     return Latency.from_times(times)
 
 
-def cuda_peak_memory(fn, device='cuda'):
-    """Peak CUDA memory allocated while ``fn()`` runs (after one warm-up call). Returns a ``Memory``."""
-    fn()
+def cuda_peak_memory(fn, device='cuda', warmup=True):
+    """Peak CUDA memory allocated while ``fn()`` runs (after one warm-up call if ``warmup``). Returns a ``Memory``."""
+    if warmup:
+        fn()
     torch.cuda.synchronize(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -147,47 +104,26 @@ def cuda_peak_memory(fn, device='cuda'):
     return Memory(peak_bytes=int(peak), forward_bytes=int(peak - before), kind='cuda_max_allocated')
 
 
-def _proc_status_kb(key):
-    with open('/proc/self/status', encoding='ascii') as f:
-        match = re.search(rf'^{key}:\s+(\d+) kB', f.read(), re.M)
-    return int(match.group(1)) if match else None
-
-
-def _reset_peak_rss():
-    """Reset this process's peak RSS (VmHWM) to its current RSS; False where the kernel does not allow it."""
-    try:
-        with open('/proc/self/clear_refs', 'w', encoding='ascii') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
-
-
 def cpu_peak_memory(fn, warmup=True):
     """Peak resident set size of this process while ``fn()`` runs (after one warm-up call if ``warmup``).
 
     Returns a ``Memory``. Meaningful in a process that has done nothing else: use
     ``cpu_peak_memory_in_fresh_process`` to compare networks.
     """
-    import resource
-
     if warmup:
         fn()
-    reset = _reset_peak_rss()
-    rss = _proc_status_kb('VmRSS')
+    reset = reset_peak_rss()
+    rss = proc_status_bytes('VmRSS') or 0
     fn()
-    peak = _proc_status_kb('VmHWM') if reset else None
-    if peak is None:  # no /proc: the lifetime peak, which may include earlier allocations
-        reset = False
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
-    rss = rss if rss is not None else 0
-    return Memory(peak_bytes=peak * 1024, forward_bytes=max(peak - rss, 0) * 1024, kind='cpu_peak_rss', reset=reset)
+    peak = peak_rss_bytes()  # where the reset failed: the lifetime peak, which may include earlier allocations
+    reset = reset and proc_status_bytes('VmHWM') is not None
+    return Memory(peak_bytes=peak, forward_bytes=max(peak - rss, 0), kind='cpu_peak_rss', reset=reset)
 
 
 def cpu_peak_memory_in_fresh_process(arch_opt, input_shape, threads=None, timeout=600, builder=None):
     """Peak RSS of one forward pass of ``build_network(arch_opt)`` on a random ``(1, *input_shape)`` input.
 
-    Runs ``python -m srconvnet_plugin.utils.profiling`` in a new process (same interpreter and ``sys.path``) and returns
+    Runs ``python -m srconvnet_plugin.measure.profiling`` in a new process (same interpreter and ``sys.path``) and returns
     its ``Memory``. ``arch_opt`` is a BasicSR ``network_g`` dict (JSON-serialisable); ``threads`` sets
     ``torch.set_num_threads`` there (default: torch's choice); ``builder`` ('module:function', default basicsr's
     ``build_network``) is what turns ``arch_opt`` into the network there.
@@ -195,7 +131,7 @@ def cpu_peak_memory_in_fresh_process(arch_opt, input_shape, threads=None, timeou
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join([pkg_root] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
-    cmd = [sys.executable, '-m', 'srconvnet_plugin.utils.profiling', json.dumps(arch_opt)]
+    cmd = [sys.executable, '-m', 'srconvnet_plugin.measure.profiling', json.dumps(arch_opt)]
     cmd += [str(v) for v in input_shape]
     if threads:
         cmd += ['--threads', str(threads)]
