@@ -16,8 +16,6 @@ same convolution; float32 rounding). Such a graph loads only in ONNX Runtime's C
 default of ``srconvnet.export``.
 """
 NCHWC = 'com.microsoft.nchwc'
-TARGET_KEY = 'srconvnet_target'
-TARGET = 'onnxruntime-cpu'
 # the rewritten conv's channels must split into blocks of any NCHWc block size ONNX Runtime uses (4, 8 or 16)
 CHANNEL_MULTIPLE = 16
 
@@ -141,5 +139,4 @@ def for_onnxruntime_cpu(model_proto):
                          f'{CHANNEL_MULTIPLE})')
     if not any(o.domain == NCHWC for o in model_proto.opset_import):
         model_proto.opset_import.append(helper.make_opsetid(NCHWC, 1))
-    helper.set_model_props(model_proto, {**{p.key: p.value for p in model_proto.metadata_props}, TARGET_KEY: TARGET})
     return model_proto
