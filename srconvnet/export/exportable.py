@@ -148,7 +148,9 @@ class _Block(nn.Module):
         tensors = {
             'cpe_w': att.CPE.weight.transpose(2, 3), 'cpe_b': att.CPE.bias,
             'n1_w': att.norm.weight[:, None], 'n1_b': att.norm.bias[:, None],
-            'v_w': att.v.weight.flatten(1) * scale[:, None], 'v_b': (att.v.bias * scale)[:, None],
+            # the value conv as a 1-D conv, not a matrix product: OpenVINO's CPU plugin on one thread fuses a matrix
+            # product, the softmax and the next product into one kernel that runs out of registers
+            'v_w': (att.v.weight * scale[:, None, None, None])[..., 0], 'v_b': att.v.bias * scale,
             'spec_wt': spectral_weight(att.a),
             'proj_w': att.proj.weight.flatten(1), 'proj_b': att.proj.bias[:, None],
             # the mixing layer's LayerNorm affine folded into proj_in (split into the halves the two convs take)
@@ -188,7 +190,7 @@ class _Block(nn.Module):
         pe = F.conv2d(x.reshape(n, c, a, b), self.cpe_w, self.cpe_b, padding=1, groups=c).reshape(n, c, a * b)
         y = self._norm(x, self.eps1) * self.n1_w + self.n1_b
         spectral = fourier_unit(y.permute(2, 0, 1).reshape(a, b, n, c), self.spec_wt, dft_w, dft_h)
-        z = spectral.reshape(a * b, n, c).permute(1, 2, 0).contiguous() * (torch.matmul(self.v_w, y) + self.v_b)
+        z = spectral.reshape(a * b, n, c).permute(1, 2, 0).contiguous() * F.conv1d(y, self.v_w, self.v_b)
         x = torch.matmul(self.proj_w, torch.softmax(z, dim=-1) + pe) + self.proj_b + x
         y = self._norm(x, self.eps2)
         halves = [F.gelu(torch.matmul(getattr(self, f'in{i}_w'), y) + getattr(self, f'in{i}_b')) for i in (1, 2)]
