@@ -187,9 +187,13 @@ def _two_stage_matrices(n, q, dtype, device):
 def factor_pair(n, weight):
     """(P, Q) with P·Q = n minimising Q + weight·P (the multiply-adds per value of the two stages).
 
-    ``n`` is an int, or a symbolic size under ``torch.export``: the choice is then made in the graph (an argmin over
-    the divisors, read back as a data-dependent size), so that the exported graph picks the split for each input.
+    ``n`` is an int (the split is then a constant), or a symbolic size under ``torch.export``: the choice is then
+    made in the graph (an argmin over the divisors, read back as a data-dependent size), so that the exported graph
+    picks the split for each input. Both take the smallest Q among equal costs.
     """
+    if isinstance(n, int):
+        q = min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: d + weight * (n // d))
+        return n // q, q
     candidates = torch.arange(1, n + 1)
     total = candidates[-1]  # n as a tensor (the graph's arithmetic on it stays tensor arithmetic)
     cost = candidates + weight * torch.div(total, candidates, rounding_mode='floor')

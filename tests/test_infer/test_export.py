@@ -18,7 +18,7 @@ from torch import nn
 from conftest import REPO_ROOT
 from srconvnet.archs.srconvnet_arch import MixFFN, SRConvNet
 from srconvnet.engine import EngineStepsAside
-from srconvnet.engine.real_dft import factored_complex_dft, factored_real_dft
+from srconvnet.engine.real_dft import factor_pair, factored_complex_dft, factored_real_dft
 from srconvnet.export import TARGETS, ExportError, export, export_program, exportable_form, main
 from srconvnet.export.common import SCALE_KEY, TARGET_KEY
 from srconvnet.export.exportable import ExportableFourierUnit, ExportableKernelAggregation, ExportableSRConvNet
@@ -110,6 +110,21 @@ def test_factored_dfts_are_the_orthonormal_ffts(n):
     assert torch.allclose(spec[:, 1], expected.imag, atol=1e-12)
     back = b1 @ torch.matmul(b2, spec.reshape(q, 2 * p, 5)).view(2 * q, -1)
     assert torch.allclose(back.view(2, n, 5), c, atol=1e-12)
+
+
+def test_split_chosen_in_the_program_is_the_static_split():
+    """``factor_pair`` of a symbolic size (an exported program's) picks the split a Python int gets, at every
+    length up to 130 and the 720p-output sides."""
+
+    class Split(nn.Module):
+        def forward(self, x):
+            return torch.stack([torch.full((), s) for w in (1, 2) for s in factor_pair(x.shape[0], w)])
+
+    program = torch.export.export(Split(), (torch.zeros(12), ),
+                                  dynamic_shapes={'x': {0: torch.export.Dim('n', min=1, max=4096)}})
+    for n in list(range(1, 131)) + [180, 240, 320, 360, 427, 640]:
+        got = program.module()(torch.zeros(n)).tolist()
+        assert got == [*factor_pair(n, 1), *factor_pair(n, 2)], n
 
 
 SIZES = [(7, 9), (1, 1), (12, 5), (2, 30), (17, 34)]
