@@ -11,9 +11,12 @@ that ``torch.export.export`` captures with dynamic batch, height and width (``ex
   slower than these products at 720p sizes.
 - **The image is processed transposed** (W before H), so that the real DFT, along W, contracts the leading axis:
   each stage is one large matrix product. Convolution kernels are transposed to match; the output is not.
-- **The body is channels-first** (N × C × H·W) so that the 1×1 convs are plain matrix products, the softmax runs on
-  the last axis, and the depthwise convs need no layout change; the Fourier unit runs channels-last inside (the
-  layout its matrix products and the frequency-domain 1×1 conv want), with one transpose in and one out.
+- **The body is channels-first** (N × C × H·W): the 1×1 convs are 1-D convs (one GEMM each, bias included, for
+  any batch), the LayerNorms' channel means products with a 1 × C row, the softmax runs on the last axis, and the
+  depthwise convs need no layout change; the Fourier unit runs channels-last inside (the layout its matrix products
+  and the frequency-domain 1×1 conv want), with one transpose in and one out. (With the value conv and the
+  projection as matrix products, OpenVINO's CPU plugin on one thread fuses product, softmax and product into one
+  kernel that runs out of registers; as convs they compile.)
 - **Each image convolves with its own dynamic kernels** as one depthwise conv of the batch folded into the channels
   (N·C groups; a batch of one, as the ONNX graph's ``Scan`` runs it, has C static groups).
 - **The upsampler runs per pixel then pixel-shuffles channels-last** (block copies), and the tail's 3×3 conv is
