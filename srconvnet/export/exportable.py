@@ -292,6 +292,11 @@ def export_program(model, input_size=None, dynamic=True, batch=None, max_size=No
     - ``dynamic``: height and width are dynamic (``torch.export.Dim``, 1 to ``max_size``, default
       ``DEFAULT_MAX_SIDE`` each); the DFT factorisation is then chosen in the program from the input's size.
     - ``batch``: None makes the batch dynamic (1 to 1024); an int fixes it.
+
+    With dynamic sizes the program holds data-dependent sizes (the DFT split, read back with ``.item()``); with
+    ``dynamic=False`` it has none (the split is a constant). Lower each program once: in torch 2.14 a second
+    ``torch.onnx.export`` of the same dynamic program fails (``PendingUnbackedSymbolNotFound``); call
+    ``export_program`` again instead.
     """
     form = exportable_form(model)
     h, w = input_size or DEFAULT_SAMPLE_SIZE
