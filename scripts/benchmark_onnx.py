@@ -21,7 +21,7 @@ for each other at every parallel region and its times blow up far more than ONNX
 ``SessionOptions.enable_profiling``: operator and input shapes, nodes summed, from one profiled run).
 
 ``--target onnxruntime-cpu`` times the graph ``python -m srconvnet.export --target onnxruntime-cpu`` writes (the
-dynamic depthwise convs as ONNX Runtime's NCHWc operators: ``srconvnet.onnxruntime_cpu``) instead of the portable
+dynamic depthwise convs as ONNX Runtime's NCHWc operators: ``srconvnet.export.onnxruntime_cpu``) instead of the portable
 one.
 """
 import argparse
@@ -38,7 +38,7 @@ import torch
 
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write
-from srconvnet.export import TARGETS, export_onnx
+from srconvnet.export import export
 from srconvnet_plugin.measure.benchmark_helpers import (OUT_SIZE, describe_machine, lr_size, machine_info,
                                                          print_operator_table, time_alternately)
 
@@ -98,7 +98,7 @@ def main(argv=None):
                         help="let ONNX Runtime's idle threads spin (its default; unfair when alternating)")
     parser.add_argument('--ops', type=int, default=0, metavar='N',
                         help="also list ONNX Runtime's N most expensive node kinds at each scale (its profiler)")
-    parser.add_argument('--target', choices=TARGETS, default='portable',
+    parser.add_argument('--target', choices=('portable', 'onnxruntime-cpu'), default='portable',
                         help='which graph to time: the portable one (default) or the one for ONNX Runtime\'s CPU '
                         'provider (python -m srconvnet.export --target)')
     parser.add_argument('--json', default=None, help='write the results to this JSON file too')
@@ -122,7 +122,7 @@ def main(argv=None):
             size = lr_size(scale, args.out_size)
             torch.manual_seed(0)
             model = SRConvNet(upscale=scale).eval()
-            path = export_onnx(model, os.path.join(folder, f'srconvnet_x{scale}.onnx'), target=args.target)
+            path = export(model, os.path.join(folder, f'srconvnet_x{scale}.onnx'), target=args.target)
             ort_session = session(path, args.threads, args.spinning)
             x = torch.rand(1, 3, *size)
             feed = {'lq': x.numpy()}

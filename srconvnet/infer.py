@@ -33,9 +33,10 @@ require_infer(__name__)  # the 'infer' extra, before OpenCV is imported
 import cv2  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write
-from srconvnet.checkpoints import CheckpointError, load_srconvnet
+from srconvnet.checkpoints import CheckpointError
+# the model loading is torch-only (srconvnet.loading, shared with the export); its names stay importable from here
+from srconvnet.loading import InferenceError, load_model  # noqa: F401
 # the tiler lives in tiling.py (torch only, shared with the ComfyUI node); its names stay importable from here
 from srconvnet.tiling import (ALPHA_UPSAMPLERS, DEFAULT_TILE, DEFAULT_TILE_PAD, tile_boxes, upscale_alpha,  # noqa: F401
                               upscale_tensor)
@@ -45,36 +46,8 @@ OUTPUT_EXTENSIONS = ('png', 'jpg', 'webp', 'tif')
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
-class InferenceError(ValueError):
-    """Bad input or option, with a message naming the file or value at fault."""
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # model
-
-
-def load_model(weights, scale='auto', device='cpu'):
-    """Build an ``SRConvNet`` from a checkpoint; returns ``(model in eval mode on device, config)``.
-
-    ``weights`` is a BasicSR checkpoint (``{'params_ema': sd}`` is preferred over ``{'params': sd}`` when both are
-    present, as in BasicSR's and Real-ESRGAN's inference), the authors' training checkpoint, a bare state dict or a
-    ``.safetensors`` file (``checkpoints.load_srconvnet``). The configuration (scale included) comes from the tensor
-    shapes; ``scale`` other than ``'auto'`` must agree.
-    """
-    state_dict, config = load_srconvnet(weights)
-    if scale not in (None, 'auto'):
-        try:
-            wanted = int(scale)
-        except (TypeError, ValueError):
-            raise InferenceError(f'--scale must be "auto" or an integer, got {scale!r}') from None
-        if wanted != config['upscale']:
-            raise InferenceError(f'--scale {wanted} disagrees with {weights}, which holds a x{config["upscale"]} '
-                                 'model; use --scale auto or the matching checkpoint')
-    if config['num_in_ch'] != 3:
-        raise InferenceError(f'{weights}: the model takes {config["num_in_ch"]} channels; this tool runs RGB models')
-    model = SRConvNet(**config)
-    model.load_state_dict(state_dict, strict=True)
-    return model.eval().to(device), config
 
 
 def resolve_device(device):

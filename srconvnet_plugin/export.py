@@ -1,4 +1,4 @@
-"""The documented name of the ONNX export from before the core moved to :mod:`srconvnet.export`:
+"""The documented name of the export from before the core moved to :mod:`srconvnet.export`:
 ``python -m srconvnet_plugin.export`` keeps working and runs the same command."""
 from srconvnet.export import *  # noqa: F401,F403
 from srconvnet.export import main

@@ -53,7 +53,7 @@ USE_THE_CORE = textwrap.dedent('''
     import torch
     from srconvnet import SRConvNet
     from srconvnet.checkpoints import load_srconvnet, save_state_dict
-    from srconvnet.export import export_onnx
+    from srconvnet.export import export
     from srconvnet.spandrel_support import install
     import spandrel
 
@@ -85,7 +85,7 @@ USE_THE_CORE = textwrap.dedent('''
 
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        export_onnx(net, os.path.join(work, 'net.onnx'))
+        export(net, os.path.join(work, 'net.onnx'))
     import onnxruntime
     session = onnxruntime.InferenceSession(os.path.join(work, 'net.onnx'), providers=['CPUExecutionProvider'])
     onnx_y = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]

@@ -1,0 +1,4 @@
+"""``python -m srconvnet.export``: see :func:`srconvnet.export.main`."""
+from srconvnet.export import main
+
+main()
