@@ -19,8 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import basicsr.utils.options as basicsr_options
-from helpers import TEXTURED_PHOTOS, make_paired_set
+from helpers import REPO_ROOT, TEXTURED_PHOTOS, make_paired_set
 from fake_cuda import CUDA, assert_on, fake_cuda, same_device
 from srconvnet import engine
 from srconvnet.archs.srconvnet_arch import SRConvNet
@@ -29,7 +28,7 @@ from srconvnet_plugin.models.precision_model import PrecisionSRModel, to_channel
 from srconvnet_plugin.utils.compat import apply_pipeline_shims
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test_realworld'))
-from realworld_helpers import dataset_batch, model_options, prepare_workdir  # noqa: E402
+from realworld_helpers import dataset_batch, model_options, parse_in_process, prepare_workdir  # noqa: E402
 
 apply_pipeline_shims()
 import basicsr.models.realesrnet_model as realesrnet_model  # noqa: E402  (filter2D as the shims leave it)
@@ -42,7 +41,6 @@ from srconvnet_plugin.models.realworld_model import RealSRConvNetGANModel, RealS
 # on a GPU machine the real path runs (pytest -m cuda, scripts/gpu_check.sh); fake CUDA is for machines without one
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is here: the cuda-marked tests run the real '
                                 'GPU path')
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(num_feat=16, num_block=1, num_heads=4, num_kernels=4)
 #: ``--force_yml`` entries that shrink the shipped network (the device code is the same at every size)
 TINY_FORCE = [f'network_g:{k}={v}' for k, v in TINY.items()]
@@ -129,14 +127,6 @@ def test_a_cpu_tensor_planted_in_the_network_forward_fails_the_check():
 # --------------------------------------------------------------------------------------------------------------------
 # the paper's training (SRModel, built as PrecisionSRModel) and validation
 # --------------------------------------------------------------------------------------------------------------------
-def parse_shipped(workdir, monkeypatch, option_file, force):
-    """The option dict basicsr's (patched) ``parse_options`` makes of a shipped file with ``force`` applied."""
-    monkeypatch.chdir(workdir)
-    monkeypatch.setattr(sys, 'argv', ['srconvnet-train', '-opt', str(option_file), '--force_yml', *force])
-    opt, _ = basicsr_options.parse_options(str(workdir), is_train=True)
-    return opt
-
-
 def on_one_gpu(opt, precision):
     """``opt`` as ``parse_options`` hands it to the model on a one-GPU machine: ``num_gpu: 1`` (on this machine the
     patched ``parse_options`` refuses ``num_gpu: 1`` and fp16, naming the option: they are set on the parsed dict)."""
@@ -154,8 +144,8 @@ def paper_options(paper_workdir, monkeypatch):
     force = ['num_gpu=0', *TINY_FORCE, f'datasets:train:dataroot_gt={sets.gt_lmdb}',
              f'datasets:train:dataroot_lq={sets.lq_lmdb}', 'datasets:train:gt_size=48',
              f'datasets:val:dataroot_gt={sets.gt}', f'datasets:val:dataroot_lq={sets.lq}']
-    return parse_shipped(root, monkeypatch, REPO_ROOT / 'options' / 'train' / 'SRConvNet' / 'train_SRConvNet_x4.yml',
-                         force)
+    return parse_in_process(root, monkeypatch, REPO_ROOT / 'options' / 'train' / 'SRConvNet' / 'train_SRConvNet_x4.yml',
+                            force)
 
 
 def generator_step(model, current_iter=1):
