@@ -25,6 +25,7 @@ def run_cli(args, capsys):
     return capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_cli_writes_table_csv_json_png(tmp_path, capsys):
     out_dir = tmp_path / 'cmp'
     args = ['--scale', '4', '--archs', 'ECBSR', '--arch-opt', 'swinir', TINY_SWINIR, '--input-size', '12x20', '--runs',
@@ -128,6 +129,7 @@ def reference_y_metrics(model, gt_dir, lq_dir, scale):
     return np.mean(psnrs), np.mean(ssims)
 
 
+@pytest.mark.slow
 def test_quality_with_weights_on_real_images(tmp_path, capsys):
     gt_dir, lq_dir = make_pairs(tmp_path)
     torch.manual_seed(0)

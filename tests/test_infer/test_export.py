@@ -117,6 +117,7 @@ def check_onnx_runtime(path, model, sizes, batches=(1, 2)):
             assert np.abs(got - expected).max() < 1e-4, (n, h, w)
 
 
+@pytest.mark.slow
 def test_onnx_dynamic_batch_height_width(tmp_path, capsys):
     model = tiny_model()
     weights = tmp_path / 'net_g_x3.pth'
@@ -146,6 +147,7 @@ def test_onnx_dynamic_batch_height_width(tmp_path, capsys):
 
 
 @pytest.mark.parametrize('upscale', [2, 4])
+@pytest.mark.slow
 def test_onnx_other_scales(tmp_path, upscale):
     model = tiny_model(upscale)
     export_onnx(model, tmp_path / 'net.onnx')

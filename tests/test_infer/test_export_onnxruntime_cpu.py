@@ -38,6 +38,7 @@ def convs(path):
     return sorted(found)
 
 
+@pytest.mark.slow
 def test_cli_target_onnxruntime_cpu_rewrites_every_dynamic_conv_and_matches(tmp_path):
     model = tiny_model()  # 2 blocks, a 5×5 and a 7×7 dynamic conv each, 16 channels
     weights = tmp_path / 'net_g_x3.pth'
@@ -66,6 +67,7 @@ def test_cli_target_onnxruntime_cpu_rewrites_every_dynamic_conv_and_matches(tmp_
 
 
 @pytest.mark.parametrize('upscale', [2, 4])
+@pytest.mark.slow
 def test_target_onnxruntime_cpu_other_scales(tmp_path, upscale):
     model = tiny_model(upscale)
     export_onnx(model, tmp_path / 'net.onnx', target='onnxruntime-cpu')
