@@ -245,17 +245,28 @@ def div2k_output_paths(out_dir, scales):
 
 
 def _worker_init():
-    # one process per core: keep torch (imresize) and OpenCV from starting their own thread pools in each
+    # one process per core: keep torch (imresize) from starting its own thread pool in each (OpenCV: see _map)
     import torch
     torch.set_num_threads(1)
+
+
+def _forked_pool(n_workers):
+    """A pool of ``n_workers`` forked processes with one OpenCV thread each. OpenCV's thread count is set here,
+    before the fork, and restored after it: a forked child of a process whose OpenCV thread pool has run cannot
+    change it (``cv2.setNumThreads`` waits forever in the child for the parent's pool threads)."""
+    threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    try:
+        return get_context().Pool(n_workers, initializer=_worker_init)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _map(function, jobs, n_workers, desc):
     """``function`` over ``jobs`` in ``n_workers`` processes (1 or None on one core: in this one), in order, with a
     progress bar; results are yielded as they come (the pool is terminated when the generator ends or is closed)."""
     n_workers = min(n_workers or os.cpu_count() or 1, len(jobs)) or 1
-    pool = get_context().Pool(n_workers, initializer=_worker_init) if n_workers > 1 else None
+    pool = _forked_pool(n_workers) if n_workers > 1 else None
     try:
         results = pool.imap(function, jobs) if pool else map(function, jobs)
         yield from tqdm(results, total=len(jobs), unit='img', desc=desc)

@@ -4,10 +4,13 @@ Dynamo raises at the first graph break under ``fullgraph=True``, whatever the ba
 backward (AOTAutograd) without generating kernels, which keeps this test to seconds. The compiled step must compute
 the module forwards' loss and gradients.
 """
+import pytest
 import torch
 import torch.nn.functional as F
 
 from srconvnet.archs.srconvnet_arch import SRConvNet
+
+pytestmark = pytest.mark.slow
 
 
 def test_training_forward_compiles_without_a_graph_break():

@@ -118,6 +118,7 @@ def test_never_overwrites_without_asking(tmp_path):
     assert 'params' in torch.load(tmp_path / 'out.pth', weights_only=True)
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     torch.save(training_checkpoint(authors_state_dict(3)), tmp_path / 'model_x3_latest.pt')
     cmd = [sys.executable, '-m', 'srconvnet.convert', str(tmp_path / 'model_x3_latest.pt'),

@@ -85,6 +85,7 @@ def test_state_dict_layout_matches_reference(scale, golden_dir):
 
 @pytest.mark.parametrize('size', [(1, 1), (2, 2), (1, 3), (5, 7), (17, 23)])
 @pytest.mark.parametrize('scale', [2, 3, 4])
+@pytest.mark.slow
 def test_any_input_size(size, scale):
     model = small(scale).eval()
     with torch.no_grad():

@@ -220,6 +220,7 @@ def test_auto_resume_finds_the_safetensors_network_file(tmp_path):
     assert opt['path']['pretrain_network_g'] == str(exp / 'models' / 'net_g_2.safetensors')
 
 
+@pytest.mark.slow
 def test_convert_writes_safetensors_and_refuses_to_overwrite(tmp_path):
     net = srconvnet(upscale=2)
     torch.save(authors_checkpoint(net.state_dict()), tmp_path / 'model_x2_latest.pt')
@@ -236,6 +237,7 @@ def test_convert_writes_safetensors_and_refuses_to_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize('kind', ['truncated', 'code', 'edsr', 'missing', 'notes'])
+@pytest.mark.slow
 def test_the_commands_refuse_bad_weights_in_one_line(files, kind, tmp_path):
     """infer, export and convert: exit 2, one line naming the file, no traceback."""
     (tmp_path / 'in').mkdir()

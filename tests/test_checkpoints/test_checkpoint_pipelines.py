@@ -14,6 +14,8 @@ from checkpoint_files import authors_checkpoint, bad_files
 from helpers import plugin_env, python_cmd
 from srconvnet.checkpoints import load_state_dict
 
+pytestmark = pytest.mark.slow
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test_stack'))
 from stack_options import make_test_yaml, make_train_yaml  # noqa: E402  (the stack tests' option files)
 

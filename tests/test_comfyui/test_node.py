@@ -32,6 +32,7 @@ def nodes(node_module):
     return sys.modules[f'{node_module.__name__}.nodes']
 
 
+@pytest.mark.slow
 def test_loading_the_folder_registers_srconvnet_with_spandrel():
     """In a fresh interpreter, as in a fresh ComfyUI: spandrel knows no SRConvNet until the folder is loaded (twice
     is harmless), and then its ModelLoader reads SRConvNet state dicts."""
@@ -114,6 +115,7 @@ def test_whole_image_by_default_equals_the_model(nodes, upscale):
             assert torch.equal(result, model(as_lq(one))[0].movedim(0, -1))  # spandrel's own call: exact
 
 
+@pytest.mark.slow
 def test_tiles_are_the_core_tiler_with_one_progress_step_per_tile(nodes):
     model = descriptor(4, seed=1)
     image = comfy_image(2, 21, 30, 3, seed=1)

@@ -67,6 +67,7 @@ def test_detection_srconvnet_alone_claims_its_state_dicts():
 
 
 @pytest.mark.parametrize('upscale', [2, 3, 4])
+@pytest.mark.slow
 def test_every_size_from_1x1_up_runs(upscale):
     model = ModelLoader().load_from_state_dict(srconvnet(upscale, seed=upscale).state_dict())
     assert model.size_requirements.none

@@ -134,6 +134,7 @@ def reference_y_metrics(model, gt_dir, lq_dir, scale):
     return np.mean(psnrs), np.mean(ssims)
 
 
+@pytest.mark.slow
 def test_quality_with_weights_on_real_images(tmp_path, capsys, monkeypatch):
     gt_dir, lq_dir = make_pairs(tmp_path)
     loaded = []  # checkpoint files read: each once

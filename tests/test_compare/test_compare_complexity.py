@@ -15,6 +15,7 @@ from srconvnet_plugin.measure.complexity import count_complexity, reparameterise
 pytestmark = pytest.mark.usefixtures('one_thread')  # see tests/conftest.py
 
 
+@pytest.mark.slow
 def test_srconvnet_x4_at_720p_matches_the_spec_table():
     """SPEC.md: 24.05 G MACs by the counter at a 1280×720 output (LR 180×320), 25.28 G with FFT and products."""
     c = count_complexity(SRConvNet(upscale=4).eval(), (3, 180, 320))
@@ -31,6 +32,7 @@ def test_srconvnet_x4_at_720p_matches_the_spec_table():
     assert c.unsupported == {}
 
 
+@pytest.mark.slow
 def test_thop_counts_srconvnet_x4_as_the_authors_network_is_commonly_reported():
     """thop 0.1.1 on the authors' SRConvNet (default configuration, 720p output): 382.8K params / 21.86G MACs.
 
@@ -51,6 +53,7 @@ def test_thop_counts_srconvnet_x4_as_the_authors_network_is_commonly_reported():
 
 
 @pytest.mark.parametrize('name', list(available_archs()))
+@pytest.mark.slow
 def test_params_of_every_preset_equal_the_sum_of_its_tensors(name):
     opt = opt_for_scale(available_archs()[name], 4)
     model = construct(opt).eval()

@@ -15,6 +15,8 @@ import pytest
 
 from helpers import plugin_env
 
+pytestmark = pytest.mark.slow
+
 #: what a model user's environment need not have (the toolbox extra and basicsr's own dependencies; torchvision
 #: stays: spandrel needs it, and ComfyUI has it)
 TOOLBOX_ONLY = ('basicsr', 'srconvnet_plugin', 'mmengine', 'thop', 'lmdb', 'yaml', 'skimage', 'matplotlib',

@@ -4,8 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO_ROOT
 from srconvnet_plugin.demo import new_run_dir
+
+pytestmark = pytest.mark.slow
 
 # fewer iterations than the default 400; still enough to beat bicubic (docs/demo.md: margin at the default)
 REDUCED_ITERS = 240

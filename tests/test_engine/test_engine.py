@@ -38,6 +38,7 @@ def test_engine_equals_module_forwards(scale, shape):
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
 @pytest.mark.parametrize('width', [10, 34, 51, 38])
+@pytest.mark.slow
 def test_strips_of_one_row_and_one_column_equal_module_forwards(scale, width, monkeypatch):
     """Body strips of one row (softmax from per-row maxima), FFT column strips of one frequency (or padding slot:
     34 = 2·17, 51 = 3·17 and 38 = 2·19 take the two-stage DFT) and tail strips of one LR row."""
@@ -82,6 +83,7 @@ def test_probe_finds_the_fused_kernels_and_switch_forces_the_fallback(monkeypatc
 
 
 @pytest.mark.parametrize('scale, width', [(2, 8), (4, 8), (3, 34)])
+@pytest.mark.slow
 def test_fused_and_public_op_paths_agree_in_float32(scale, width, monkeypatch):
     """float32 runs oneDNN's fused kernels (when the probe passes) or, forced, the public ops; both stay within
     float32 rounding of the float64 module forwards. At width 34 the body runs in strips of 4 rows and its FFT along

@@ -65,6 +65,7 @@ def test_cli_target_onnxruntime_cpu_rewrites_every_dynamic_conv_and_matches(tmp_
 
 @pytest.mark.slow
 @pytest.mark.parametrize('upscale', [2, 4])
+@pytest.mark.slow
 def test_target_onnxruntime_cpu_other_scales(tmp_path, upscale):
     model = tiny_model(upscale)
     export(model, tmp_path / 'net.onnx', target='onnxruntime-cpu')

@@ -143,6 +143,7 @@ def test_folder_and_jpeg_to_png(tmp_path, model, weights):
         run(folder, tmp_path / 'out2', weights, ext='png', device='cpu', progress=False)
 
 
+@pytest.mark.slow
 def test_no_overwrite_without_flag(tmp_path, weights):
     src = write(tmp_path / 'astronaut.png', astronaut_bgr())
     out_dir = tmp_path / 'out'
@@ -175,6 +176,7 @@ def test_tiles_partition_the_image():
         assert (cover == 1).all()
 
 
+@pytest.mark.slow
 def test_tiled_matches_whole_image(model):
     rgb = cv2.cvtColor(data.coffee()[100:164, 150:230], cv2.COLOR_RGB2BGR)  # 64×80
     lq = torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 255)[None]

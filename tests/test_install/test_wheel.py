@@ -26,6 +26,8 @@ from packaging.requirements import Requirement
 
 from conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow
+
 #: what a source checkout holds beside the package that a wheel build must not see (VCS, environments, outputs)
 NOT_SOURCES = ('.git', '.venv', 'tests', '__pycache__', '*.egg-info', 'build', 'dist', 'experiments', 'results',
                'tb_logger', 'datasets', 'demo_output*', '.pytest_cache')

@@ -22,6 +22,8 @@ from conftest import REPO_ROOT
 from helpers import plugin_env, python_cmd
 from srconvnet_plugin.data.data_preparation import bicubic_lr, read_meta_info_keys, subimage_boxes
 
+pytestmark = pytest.mark.slow
+
 SCALES = (2, 3, 4)
 SCRIPTS = REPO_ROOT / 'scripts' / 'data_preparation'
 OVERRIDES = [

@@ -6,6 +6,8 @@ import pytest
 from helpers import REPO_ROOT, ok, place_vgg19, python_cmd
 from realworld_helpers import run
 
+pytestmark = pytest.mark.slow
+
 
 def test_dry_run_reports_both_stages_against_the_plain_step_with_the_machine(tmp_path, vgg19_weights):
     vgg = place_vgg19(vgg19_weights, tmp_path)  # (read where BasicSR reads it: the script writes none)

@@ -15,7 +15,8 @@ from basicsr.models.realesrgan_model import RealESRGANModel  # noqa: E402
 from basicsr.models.realesrnet_model import RealESRNetModel  # noqa: E402
 from srconvnet_plugin.models.realworld_model import RealSRConvNetGANModel, RealSRConvNetModel  # noqa: E402
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')]
+pytestmark = [pytest.mark.slow, pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')]
 
 
 @pytest.fixture(scope='module')

@@ -84,6 +84,7 @@ def test_multiscale_is_real_esrgans_and_its_sub_images_cover_each_copy(root, tmp
         make_subimages(tmp_path / 'multiscale', tmp_path / 'sub')
 
 
+@pytest.mark.slow
 def test_the_script_makes_the_meta_info_and_refuses_in_one_line(root):
     """(The one test of the worker processes: in a fresh process, as users run it; a pytest process that has run
     torch's OpenMP threads must not fork workers.)"""

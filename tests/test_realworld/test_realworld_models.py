@@ -45,6 +45,7 @@ def assert_same(a, b):
     (1, RealSRConvNetModel, BasicsrStage1, ('net_g', 'net_g_ema')),
     (2, RealSRConvNetGANModel, BasicsrStage2, ('net_g', 'net_g_ema', 'net_d')),
 ])
+@pytest.mark.slow
 def test_without_the_keys_a_step_is_basicsrs(workdir, monkeypatch, one_thread, stage, ours, theirs, nets):
     opt = model_options(workdir, monkeypatch, stage)
     a, b = build(ours, opt), build(theirs, opt)
@@ -82,6 +83,7 @@ def test_degradations_are_reproducible_under_a_seed(workdir, monkeypatch, one_th
     assert (lq - area).abs().mean() > 1e-3
 
 
+@pytest.mark.slow
 def test_stage2_bf16_channels_last_clipping_and_accumulation(workdir, monkeypatch, one_thread):
     opt = model_options(workdir, monkeypatch, 2, force=['use_amp=true', 'amp_bf16=true', 'use_channels_last=true',
                                                   'train:grad_clip=true', 'datasets:train:accum_iter=2'])
@@ -108,6 +110,7 @@ def test_stage2_bf16_channels_last_clipping_and_accumulation(workdir, monkeypatc
     assert all(torch.isfinite(torch.tensor(v)) for v in model.log_dict.values())
 
 
+@pytest.mark.slow
 def test_stage2_fp16_grad_scalers_of_both_networks_round_trip(workdir, monkeypatch, one_thread):
     """fp16 on the CPU (refused by the option checks, but torch has a CPU GradScaler): each optimizer's state in the
     .state file carries its network's GradScaler, and resume_training restores both."""

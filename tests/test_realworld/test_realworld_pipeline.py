@@ -16,6 +16,8 @@ from realworld_helpers import (ITER, command, data_paths, iters, lengths, parse_
                                real_photos_option_file, run, train, train_option_file)
 from srconvnet.checkpoints import load_weights_only
 
+pytestmark = pytest.mark.slow
+
 STAGE1, STAGE2 = 'train_RealSRConvNet_x4_stage1', 'train_RealSRConvNet_x4_stage2'
 GAN_TERMS = ('l_g_pix', 'l_g_percep', 'l_g_gan', 'l_d_real', 'out_d_real', 'l_d_fake', 'out_d_fake')
 

@@ -75,6 +75,7 @@ def test_missing_lmdb_record_is_named_by_the_check_and_at_run_time(tmp_path, tin
         ds[index_of(ds, 'coffee')]
 
 
+@pytest.mark.slow
 def test_truncated_png_is_named(tmp_path, tiny_sr_sets):
     val = tiny_sr_sets['val']
     lq = tmp_path / 'LQ'

@@ -149,6 +149,7 @@ def test_images_smaller_than_gt_size_and_grey_colour_pairs(tmp_path, monkeypatch
            in msg
 
 
+@pytest.mark.slow
 def test_the_entry_point_exits_2_before_creating_anything(tmp_path, tiny_sr_sets):
     (tmp_path / 'train.yml').write_text(good(tiny_sr_sets).replace('gt_size: 48', 'gt_size: 50'))
     proc = subprocess.run(python_cmd('-m', 'srconvnet_plugin.train', '-opt', 'train.yml'), cwd=tmp_path,

@@ -12,9 +12,13 @@ import re
 import resource
 import signal
 
+import pytest
+
 from robust_helpers import (assert_all_checkpoints_complete, finish, iters, kill_mid_save, make_train_yaml, start,
                             temp_files, wait_for)
 from srconvnet.checkpoints import load_weights_only
+
+pytestmark = pytest.mark.slow
 
 ITER = re.compile(r'\[epoch:\s*\d+, iter:\s*([\d,]+),')
 RESUMED = re.compile(r'Resuming training from epoch: \d+, iter: (\d+)\.')

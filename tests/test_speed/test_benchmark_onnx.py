@@ -8,6 +8,8 @@ import torch
 
 from conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow
+
 
 def test_benchmark_onnx_reports_both_paths(tmp_path, capsys):
     sys.path.insert(0, str(REPO_ROOT / 'scripts'))

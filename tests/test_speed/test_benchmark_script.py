@@ -18,6 +18,7 @@ def bench():
         sys.path.remove(str(REPO_ROOT / 'scripts'))
 
 
+@pytest.mark.slow
 def test_benchmark_script_reports_both_models(bench, tmp_path, capsys):
     threads = torch.get_num_threads()
     out = tmp_path / 'bench.json'
@@ -72,6 +73,7 @@ def test_benchmark_script_refuses_bad_options(bench, argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_isa_avx2_measures_with_the_instruction_set_capped(bench, tmp_path, capfd):
     """``--isa avx2`` reruns the benchmark in a child process whose torch, oneDNN and MKL are capped at AVX2
     (``--cpu-time``: the child times CPU seconds)."""

@@ -20,6 +20,8 @@ from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.checkpoints import load_weights_only
 from stack_options import make_test_yaml, make_train_yaml
 
+pytestmark = pytest.mark.slow
+
 NAME = 'srconvnet_tiny_x4'
 ITER_LINE = re.compile(r'\[epoch:\s*(\d+), iter:\s*([\d,]+), lr:\(([^,]+),\)\]')
 VAL_BLOCK = re.compile(r'Validation tiny_val\n\s*# psnr: ([\d.]+)\tBest: [\d.]+ @ (\S+) iter\n\s*# ssim: ([\d.]+)')

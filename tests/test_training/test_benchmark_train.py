@@ -13,6 +13,7 @@ def bench():
     return import_script('benchmark_train')
 
 
+@pytest.mark.slow
 def test_reports_both_networks_in_every_mode_with_the_machine(bench, tmp_path, capsys, one_thread):
     out = tmp_path / 'train.json'
     bench.main(['--batch', '1', '--patch', '8', '--scales', '3', '--runs', '2', '--threads', '1',
@@ -37,6 +38,7 @@ def test_reports_both_networks_in_every_mode_with_the_machine(bench, tmp_path, c
 
 
 @pytest.mark.parametrize('mode', ['fp32', 'bf16-channels-last'])
+@pytest.mark.slow
 def test_the_timed_step_trains(bench, mode, one_thread):
     """The step is a real training step: on a fixed batch, Adam lowers the L1 loss."""
     lq, gt = bench.train_batch(2, 8, 2)

@@ -15,7 +15,8 @@ apply_pipeline_shims()
 from srconvnet_plugin.models.precision_model import PrecisionSRModel  # noqa: E402
 from training_helpers import make_opt  # noqa: E402
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')]
+pytestmark = [pytest.mark.slow, pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')]
 
 
 @pytest.mark.parametrize('dtype,tol', [(torch.float16, 0.02), (torch.bfloat16, 0.05)])

@@ -13,6 +13,7 @@ def bench():
     return import_script('gpu_benchmark')
 
 
+@pytest.mark.slow
 def test_dry_run_measures_every_configuration_and_writes_json_and_markdown(bench, tmp_path, one_thread):
     bench.main(['--dry-run', '--out', str(tmp_path)])
     result = json.loads((tmp_path / 'gpu_benchmark.json').read_text())

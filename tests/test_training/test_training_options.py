@@ -69,6 +69,7 @@ def test_all_problems_in_one_message(tmp_path, monkeypatch, tiny_sr_sets):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')
+@pytest.mark.slow
 def test_the_entry_point_refuses_fp16_in_the_first_seconds_and_runs_nothing(tmp_path, tiny_sr_sets):
     (tmp_path / 'train.yml').write_text(yml(tiny_sr_sets, top=['use_amp: true']).replace('num_gpu: 0', 'num_gpu: auto'))
     start = time.monotonic()

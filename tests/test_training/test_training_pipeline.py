@@ -10,6 +10,8 @@ from helpers import REPO_ROOT, free_port, ok, plugin_env, python_cmd
 from srconvnet.checkpoints import load_weights_only
 from training_helpers import run_train, training_yaml
 
+pytestmark = pytest.mark.slow
+
 ITER = re.compile(r'\[epoch:\s*\d+, iter:\s*([\d,]+),')
 PSNR = re.compile(r'# psnr: ([\d.]+)\tBest')
 ALL_KEYS = dict(top=['use_amp: true', 'amp_bf16: true', 'use_channels_last: true'],
