@@ -176,31 +176,33 @@ def _two_stage_matrices(n, q, dtype, device):
     return tuple(m.to(dtype=dtype, device=device).contiguous() for m in (stage1, stage2, inverse2, inverse1))
 
 
-# Two-stage DFT matrices of any length, built from tensor operations only, so that a traced graph (ONNX export)
-# computes them from the input's size at run time: ``srconvnet.engine.onnx_net``. Unlike ``TwoStageRealDFT``, the
-# split N = P·Q is any factorisation (chosen in the graph, Q may be even) and no slot is padding: the group g of the
-# real transform holds, in slot m, the frequency r = min(g + Q·m, N − g − Q·m) ≤ N/2, so that the groups g = 0 and
-# (for even Q) g = Q/2 hold some frequencies twice (the same values; the inverse reads each slot as the frequency
-# g + Q·m of the Hermitian extension, hence every frequency exactly once).
-
-
-def reshape(x, *sizes):
-    """``x.reshape(sizes)``, where traced sizes (tensors) stay computed in the graph instead of becoming constants."""
-    return torch._reshape_from_tensor(x, torch.stack([torch.as_tensor(s, dtype=torch.long) for s in sizes]))
+# Two-stage DFT matrices of any length, built from tensor operations only, so that an exported graph
+# (``srconvnet.export.exportable``, captured by ``torch.export`` with dynamic sizes) computes them from the input's size
+# at run time. Unlike ``TwoStageRealDFT``, the split N = P·Q is any factorisation (chosen in the graph, Q may be even)
+# and no slot is padding: the group g of the real transform holds, in slot m, the frequency r = min(g + Q·m, N − g −
+# Q·m) ≤ N/2, so that the groups g = 0 and (for even Q) g = Q/2 hold some frequencies twice (the same values; the
+# inverse reads each slot as the frequency g + Q·m of the Hermitian extension, hence every frequency exactly once).
 
 
 def factor_pair(n, weight):
-    """(P, Q) with P·Q = n minimising Q + weight·P (the multiply-adds per value of the two stages), as tensors."""
-    n = torch.as_tensor(n)
+    """(P, Q) with P·Q = n minimising Q + weight·P (the multiply-adds per value of the two stages).
+
+    ``n`` is an int, or a symbolic size under ``torch.export``: the choice is then made in the graph (an argmin over
+    the divisors, read back as a data-dependent size), so that the exported graph picks the split for each input.
+    """
     candidates = torch.arange(1, n + 1)
-    cost = candidates + weight * torch.div(n, candidates, rounding_mode='floor')
-    cost = torch.where(torch.remainder(n, candidates) == 0, cost, cost + (weight + 1) * n * n)
-    q = candidates[torch.argmin(cost)]
-    return torch.div(n, q, rounding_mode='floor'), q
+    total = candidates[-1]  # n as a tensor (the graph's arithmetic on it stays tensor arithmetic)
+    cost = candidates + weight * torch.div(total, candidates, rounding_mode='floor')
+    cost = torch.where(torch.remainder(total, candidates) == 0, cost, cost + (weight + 1) * total * total)
+    q = candidates[torch.argmin(cost)].item()
+    torch._check(q >= 1)
+    torch._check(q <= n)
+    torch._check(n % q == 0)
+    return n // q, q
 
 
 def _angles(index_product, n, dtype):
-    """2π·(index_product mod n)/n (reduced first, so that float32 angles stay accurate)."""
+    """2π·(index_product mod n)/n (reduced first, so that float32 angles stay accurate); ``n`` a 0-d int tensor."""
     return torch.remainder(index_product, n).to(dtype) * (2 * math.pi) / n.to(dtype)
 
 
@@ -212,16 +214,16 @@ def factored_real_dft(n, dtype):
     (Re/Im, n2), output rows (Re/Im, slot m)); inverse ``i1 @ (i2 @ spec).view(2G, P·X)`` (i2: G × 2P × 2P, output
     rows (Re/Im, n2); i1: Q × 2G), which, like ``irfft``, ignores the imaginary parts of frequencies 0 and N/2.
     """
-    n = torch.as_tensor(n)
     p, q = factor_pair(n, 2)  # stage 1 costs about Q, stage 2 about 2P multiply-adds per value
-    groups = torch.div(q, 2, rounding_mode='floor') + 1
+    groups = q // 2 + 1
+    n, qt = torch.full((), n), torch.full((), q)  # 0-d tensors: the exported graph computes with them
     g = torch.arange(groups)
     n1 = torch.arange(q)
-    a = _angles(g[:, None] * n1[None, :], q, dtype)
+    a = _angles(g[:, None] * n1[None, :], qt, dtype)
     s1 = torch.stack((torch.cos(a), -torch.sin(a)), 1).flatten(0, 1)
     scale = torch.rsqrt(n.to(dtype))
     m = torch.arange(p)
-    k = g[:, None] + q * m[None, :]  # the frequency g + Q·m of each slot; it holds r = min(k, N − k)
+    k = g[:, None] + qt * m[None, :]  # the frequency g + Q·m of each slot; it holds r = min(k, N − k)
     r = torch.minimum(k, n - k)
     conj = torch.where(k <= n - k, 1.0, -1.0).to(dtype)  # −1: X[r] = conj of the stage-1 value's extension
     # forward: X[r] = scale·Σ_n2 e^(−2πi·n2·r/N)·(Re A[g, n2] + conj·i·Im A[g, n2])
@@ -236,8 +238,8 @@ def factored_real_dft(n, dtype):
     k2 = keep[:, None, :]
     i2 = torch.cat((torch.cat((c, -k2 * s), 2), torch.cat((s, k2 * c), 2)), 1)
     # y[P·n1 + n2] = Σ_g weight_g·Re(B[g, n2]·e^(2πi·g·n1/Q)), weight 1 for g = 0 and g = Q/2, else 2
-    weight = torch.where((g == 0) | (2 * g == q), 1.0, 2.0).to(dtype)
-    a = _angles(n1[:, None] * g[None, :], q, dtype)
+    weight = torch.where((g == 0) | (2 * g == qt), 1.0, 2.0).to(dtype)
+    a = _angles(n1[:, None] * g[None, :], qt, dtype)
     i1 = torch.stack((weight * torch.cos(a), -weight * torch.sin(a)), 2).flatten(1, 2)
     return p, q, groups, s1, s2, i2, i1
 
@@ -250,15 +252,15 @@ def factored_complex_dft(n, dtype):
     2P × 2P, rows (Re/Im, k2), columns (Re/Im, n2)) gives frequency k1 + Q·k2 at (k1, Re/Im, k2); the inverse
     ``b1 @ (b2 @ spec).view(2Q, P·X)`` returns 2 × N × X.
     """
-    n = torch.as_tensor(n)
     p, q = factor_pair(n, 1)
     k1 = torch.arange(q)
-    a = _angles(k1[:, None] * k1[None, :], q, dtype)  # k1 × n1
+    n, qt = torch.full((), n), torch.full((), q)  # 0-d tensors: the exported graph computes with them
+    a = _angles(k1[:, None] * k1[None, :], qt, dtype)  # k1 × n1
     c, s = torch.cos(a), torch.sin(a)
     f1 = torch.stack((torch.cat((c, s), 1), torch.cat((-s, c), 1)), 1).flatten(0, 1)  # (Re, Im)·e^(−iθ)
     scale = torch.rsqrt(n.to(dtype))
     k2 = torch.arange(p)
-    t = _angles((k1[:, None, None] + q * k2[None, :, None]) * k2[None, None, :], n, dtype)  # k1 × k2 × n2
+    t = _angles((k1[:, None, None] + qt * k2[None, :, None]) * k2[None, None, :], n, dtype)  # k1 × k2 × n2
     c, s = torch.cos(t) * scale, torch.sin(t) * scale
     f2 = torch.cat((torch.cat((c, s), 2), torch.cat((-s, c), 2)), 1)
     ct, st = c.transpose(1, 2), s.transpose(1, 2)  # k1 × n2 × k2: the conjugate transpose

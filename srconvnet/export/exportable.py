@@ -1,138 +1,301 @@
-"""The exportable form of SRConvNet: real arithmetic only, captured by ``torch.export.export`` with dynamic sizes.
+"""The exportable form of SRConvNet: what every export target starts from.
 
-(Interim version: the module swaps of the former TorchScript export, batch 1; being replaced by the one exportable
-form described in issue 29. The API below stays.)
+``exportable_form(model)`` computes ``model(x)`` for an N × C × H × W batch with real arithmetic only, in a form
+that ``torch.export.export`` captures with dynamic batch, height and width (``export_program``):
+
+- **Every DFT is two matrix products** (``srconvnet.engine.real_dft.factored_real_dft`` / ``factored_complex_dft``):
+  for a length N = P·Q, a Q-point DFT, then per frequency group one 2P×2P matrix with the twiddle factors; about
+  Q + 2P multiply-adds per value instead of N for a dense DFT matrix. The split is chosen in the graph from the
+  input's size (an argmin over the divisors; any N works, a prime N falls back to one dense stage), so one exported
+  program serves every size. ONNX's ``DFT`` operator is no alternative: ONNX Runtime 1.32 runs it hundreds of times
+  slower than these products at 720p sizes.
+- **The image is processed transposed** (W before H), so that the real DFT, along W, contracts the leading axis:
+  each stage is one large matrix product. Convolution kernels are transposed to match; the output is not.
+- **The body is channels-first** (N × C × H·W) so that the 1×1 convs are plain matrix products, the softmax runs on
+  the last axis, and the depthwise convs need no layout change; the Fourier unit runs channels-last inside (the
+  layout its matrix products and the frequency-domain 1×1 conv want), with one transpose in and one out.
+- **Each image convolves with its own dynamic kernels** as one depthwise conv of the batch folded into the channels
+  (N·C groups; a batch of one, as the ONNX graph's ``Scan`` runs it, has C static groups).
+- **The upsampler runs per pixel then pixel-shuffles channels-last** (block copies), and the tail's 3×3 conv is
+  split into taps as in ``srconvnet.engine.tail`` (a product C → 27 per HR pixel, then a one-hot 3×3 conv).
+- ``layer_scale`` is folded into the value conv, the mixing layer's LayerNorm affine into ``proj_in`` and its
+  channel shuffle into ``proj_out``'s columns; the LayerNorms are computed channels-first (two reductions over the
+  channel axis).
+
+Only the stock network is re-written as a whole (``srconvnet.engine.guard.first_difference`` is None). Any other
+network (an ablation, an edited module) is exported through its own module forwards after an ``EngineStepsAside``
+warning, in a copy whose modules that are exactly the stock ones and cannot be exported as they are get the same
+computation: ``FourierUnit`` (complex FFTs) → ``ExportableFourierUnit``, ``KernelAggregation`` (a Python loop over
+the batch) → ``ExportableKernelAggregation``. The model itself is never changed.
 """
 import copy
+import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from srconvnet.archs.srconvnet_arch import FourierUnit, KernelAggregation, LayerNorm2d
+from srconvnet.archs.srconvnet_arch import FourierUnit, KernelAggregation
 from srconvnet.engine import guard
-from srconvnet.engine.real_dft import dft_matrices
+from srconvnet.engine.guard import EngineStepsAside, first_difference
+from srconvnet.engine.real_dft import factored_complex_dft, factored_real_dft
 
-class MatrixDFTFourierUnit(nn.Module):
-    """``FourierUnit`` with the orthonormal ``rfft2``/``irfft2`` pair written as matrix products (exportable).
+#: the sizes ``export_program`` traces with when none is given (neither side 1: torch.export specialises size 1)
+DEFAULT_SAMPLE_SIZE = (32, 40)
+#: the largest side a dynamic dimension accepts by default (``export_program``'s ``max_size``)
+DEFAULT_MAX_SIDE = 8192
 
-    Forward: ``Y = F_H · x · F_W`` with ``F = cos - i·sin`` (one-sided along W), scaled by ``1/sqrt(HW)``; the
-    interleaved 1×1 conv and GELU as in ``FourierUnit``; inverse: a complex inverse DFT along H, then the one-sided
-    complex-to-real inverse along W with weights 1, 2, ..., 2, (1 if W is even). Like ``irfft2``, it ignores the
-    imaginary part of the W-frequency 0 and W/2 columns (their sine rows are zero).
+
+def _copy(t):
+    return t.detach().clone().contiguous()
+
+
+def spectral_weight(unit):
+    """A ``FourierUnit``'s frequency-domain 1×1 conv as a 2C × 2C matrix applied from the right, its channels
+    reordered from the interleaved 2c + ri (Re/Im) to halves ri·C + c, as ``fourier_unit`` lays the spectrum out."""
+    weight = unit.conv_layer.weight.flatten(1)
+    c = weight.shape[0] // 2
+    perm = torch.arange(2 * c).view(c, 2).t().reshape(-1)
+    return weight[perm][:, perm].t()
+
+
+def fourier_unit(y, spec_wt, dft_w, dft_h):
+    """``FourierUnit`` of a map laid out W × H × N × C (rfft2's one-sided axis W leading); returns W × H × N × C.
+
+    ``dft_w = factored_real_dft(W)``, ``dft_h = factored_complex_dft(H)``; ``spec_wt = spectral_weight(unit)``.
     """
+    a, b, n, c = y.shape
+    x = n * c
+    p, q, g, s1, s2, i2, i1 = dft_w
+    hp, hq, f1, f2, b2, b1 = dft_h
+    t = torch.matmul(s1, y.reshape(q, p * b * x))  # 2G(g, Re/Im) × P·H·N·C
+    t = torch.matmul(s2, t.reshape(g, 2 * p, b * x))  # G × 2P(Re/Im, slot) × H·N·C
+    t = t.reshape(g, 2, p, b, x).permute(1, 3, 0, 2, 4)  # Re/Im × H × G × P × N·C
+    t = torch.matmul(f1, t.reshape(2 * hq, hp * g * p * x))  # 2Q'(k1, Re/Im) × P'·G·P·N·C
+    t = torch.matmul(f2, t.reshape(hq, 2 * hp, g * p * x))  # Q' × 2P'(Re/Im, k2) × G·P·N·C
+    t = t.reshape(hq, 2, hp * g * p, n, c).permute(0, 2, 3, 1, 4)  # Q' × P'·G·P × N × Re/Im × C
+    t = F.gelu(torch.matmul(t.reshape(hq, hp * g * p * n, 2 * c), spec_wt))
+    t = t.reshape(hq, hp * g * p, n, 2, c).permute(0, 3, 1, 2, 4)  # Q' × Re/Im × P'·G·P × N × C
+    t = torch.matmul(b2, t.reshape(hq, 2 * hp, g * p * x))  # Q' × 2P'(Re/Im, n2) × G·P·N·C
+    t = torch.matmul(b1, t.reshape(2 * hq, hp * g * p * x))  # Re/Im × H × G × P × N·C
+    t = t.reshape(2, b, g, p, x).permute(2, 0, 3, 1, 4)  # G × Re/Im × P × H × N·C
+    t = torch.matmul(i2, t.reshape(g, 2 * p, b * x))  # G × 2P(Re/Im, n2) × H·N·C
+    t = torch.matmul(i1, t.reshape(2 * g, p * b * x))  # W × H·N·C
+    return t.reshape(a, b, n, c)
+
+
+def per_image_depthwise(x, weight, bias, kernel_size):
+    """Image i of the N × C × H × W ``x`` convolved with its own depthwise kernels ``weight[i]`` (C·k·k values) and
+    bias ``bias[i]`` (C), 'same' padding: one conv with the batch folded into the channels (N·C groups)."""
+    n, c, h, w = x.shape
+    k = kernel_size
+    y = F.conv2d(x.reshape(1, n * c, h, w), weight.reshape(n * c, 1, k, k).to(x.dtype), bias.reshape(n * c).to(x.dtype),
+                 padding=k // 2, groups=n * c)
+    return y.reshape(n, c, h, w)
+
+
+class ExportableFourierUnit(nn.Module):
+    """A stock ``FourierUnit`` (N × C × H × W in and out) computed by ``fourier_unit``: real matrix products."""
 
     def __init__(self, unit):
         super().__init__()
-        self.conv_layer = unit.conv_layer  # shared with the original unit, not copied
-        self.act = unit.act
+        self.register_buffer('spec_wt', _copy(spectral_weight(unit)), persistent=False)
 
     def forward(self, x):
-        b, c, h, w = x.shape
-        wf = w // 2 + 1
-        in_dtype = x.dtype
-        if in_dtype not in (torch.float32, torch.float64):
-            x = x.float()
-        cos_h, sin_h = dft_matrices(h, h, x.dtype, x.device)  # symmetric H×H
-        cos_w, sin_w = dft_matrices(w, wf, x.dtype, x.device)  # W×Wf
-        scale = 1.0 / torch.sqrt((h * w) * torch.ones((), dtype=x.dtype, device=x.device))
-        # forward DFT along W (real input), then along H
-        a_re, a_im = x @ cos_w, -(x @ sin_w)
-        y_re = (cos_h @ a_re + sin_h @ a_im) * scale
-        y_im = (cos_h @ a_im - sin_h @ a_re) * scale
-        # channel 2c = Re(Y_c), channel 2c+1 = Im(Y_c), as in FourierUnit
-        spec = torch.stack((y_re, y_im), dim=2).reshape(b, 2 * c, h, wf)
-        spec = self.act(nn.functional.conv2d(spec, self.conv_layer.weight.to(spec.dtype)))
-        spec = spec.reshape(b, c, 2, h, wf)
-        z_re, z_im = spec[:, :, 0], spec[:, :, 1]
-        # inverse complex DFT along H
-        u_re = cos_h @ z_re - sin_h @ z_im
-        u_im = cos_h @ z_im + sin_h @ z_re
-        # one-sided complex-to-real inverse along W: column weights 1 (k = 0 and k = W/2), 2 otherwise
-        k = torch.arange(wf, device=x.device)
-        weight = torch.where((k == 0) | (2 * k == w), 1.0, 2.0).to(x.dtype)
-        out = (u_re * weight) @ cos_w.transpose(0, 1) - (u_im * weight) @ sin_w.transpose(0, 1)
-        return out * scale
+        h, w = x.shape[2], x.shape[3]
+        y = fourier_unit(x.permute(3, 2, 0, 1), self.spec_wt.to(x.dtype), factored_real_dft(w, x.dtype),
+                         factored_complex_dft(h, x.dtype))
+        return y.permute(2, 3, 1, 0)
 
 
-class StaticLayerNorm2d(nn.Module):
-    """``LayerNorm2d`` with its channel count fixed at build time (the tracer would record ``x.shape[1]``)."""
-
-    def __init__(self, norm):
-        super().__init__()
-        self.weight = norm.weight
-        self.bias = norm.bias
-        self.eps = norm.eps
-        self.num_channels = int(norm.weight.shape[0])
-
-    def forward(self, x):
-        y = nn.functional.layer_norm(x.permute(0, 2, 3, 1), (self.num_channels, ), self.weight, self.bias, self.eps)
-        return y.permute(0, 3, 1, 2)
-
-
-class StaticKernelAggregation(nn.Module):
-    """``KernelAggregation`` for a batch of one with static kernel shapes (ONNX conv kernels need known shapes)."""
+class ExportableKernelAggregation(nn.Module):
+    """A stock ``KernelAggregation`` with every image's kernels applied by one conv (``per_image_depthwise``)
+    instead of a Python loop over the batch (which ``torch.export`` cannot keep dynamic)."""
 
     def __init__(self, aggregation):
         super().__init__()
-        self.weight = aggregation.weight
+        self.weight = aggregation.weight  # shared with the module, not copied
         self.bias = aggregation.bias
-        self.num_feat = int(aggregation.weight.shape[1])
-        self.kernel_size = int(aggregation.weight.shape[-1])
+        self.kernel_size = aggregation.kernel_size
 
     def forward(self, x, attention):
-        c, k = self.num_feat, self.kernel_size
-        weight = (attention @ self.weight.flatten(1)).view(c, 1, k, k).to(x.dtype)
-        bias = (attention @ self.bias).view(c).to(x.dtype)
-        # a plain NCHW input: the tracer records one conv per kernel bank
-        return nn.functional.conv2d(x.contiguous(), weight, bias, padding=k // 2, groups=c)
+        return per_image_depthwise(x, attention @ self.weight.flatten(1), attention @ self.bias, self.kernel_size)
 
 
-_SWAPS = {FourierUnit: MatrixDFTFourierUnit, LayerNorm2d: StaticLayerNorm2d, KernelAggregation: StaticKernelAggregation}
+_SWAPS = {FourierUnit: ExportableFourierUnit, KernelAggregation: ExportableKernelAggregation}
 
 
 def _is_stock(module):
-    """Whether ``module`` is exactly a stock module of its class: same class (no subclass), no forward or hook set
-    on it, the class's code unchanged (``guard.FINGERPRINTS``): what a swap may stand in for."""
+    """Whether ``module`` is exactly a stock module of a swapped class: same class (no subclass), no forward or hook
+    set on it, the class's code unchanged (``guard.FINGERPRINTS``)."""
     cls = type(module)
     return (cls in _SWAPS and 'forward' not in vars(module) and not module._forward_hooks
             and not module._forward_pre_hooks
             and guard.fingerprints()[cls.__name__] == guard.FINGERPRINTS[cls.__name__])
 
 
-def to_exportable(model):
-    """Deep copy of ``model`` with its stock FFT and shape-dependent modules swapped for exportable equivalents.
+class _Block(nn.Module):
+    """One ACB (``BasicBlock``): FMA then DML, on an N × C × W·H map (the transposed frame)."""
 
-    ``FourierUnit`` → ``MatrixDFTFourierUnit``; ``LayerNorm2d`` and ``KernelAggregation`` → versions whose channel
-    counts and kernel shapes are Python constants (batch of one). Only modules that are exactly the stock ones are
-    swapped (``_is_stock``); any other module is traced through its own forward. Parameters are shared with
-    ``model``'s copy. The exporter traces the module forwards (the inference engine never runs while tracing).
-    """
-    model = copy.deepcopy(model)
-    for module in list(model.modules()):
-        for child_name, child in list(module.named_children()):
-            if _is_stock(child):
-                setattr(module, child_name, _SWAPS[type(child)](child))
-    return model
+    def __init__(self, block):
+        super().__init__()
+        att, ffn = block.attention, block.ffn
+        c = att.v.weight.shape[0]
+        self.c = c
+        self.eps1, self.eps2 = att.norm.eps, ffn.norm.eps
+        scale = att.layer_scale.repeat_interleave(c // att.num_heads)
+        w_in, w_out = ffn.proj_in.weight.flatten(1), ffn.proj_out.weight.flatten(1)
+        tensors = {
+            'cpe_w': att.CPE.weight.transpose(2, 3), 'cpe_b': att.CPE.bias,
+            'n1_w': att.norm.weight[:, None], 'n1_b': att.norm.bias[:, None],
+            'v_w': att.v.weight.flatten(1) * scale[:, None], 'v_b': (att.v.bias * scale)[:, None],
+            'spec_wt': spectral_weight(att.a),
+            'proj_w': att.proj.weight.flatten(1), 'proj_b': att.proj.bias[:, None],
+            # the mixing layer's LayerNorm affine folded into proj_in (split into the halves the two convs take)
+            'in1_w': w_in[:c] * ffn.norm.weight, 'in1_b': (ffn.proj_in.bias + w_in @ ffn.norm.bias)[:c, None],
+            'in2_w': w_in[c:] * ffn.norm.weight, 'in2_b': (ffn.proj_in.bias + w_in @ ffn.norm.bias)[c:, None],
+            # the channel shuffle (2i: first half, 2i + 1: second half) read from proj_out's columns
+            'out1_w': w_out[:, 0::2], 'out2_w': w_out[:, 1::2], 'out_b': ffn.proj_out.bias[:, None],
+        }
+        for i, holder in enumerate((ffn.conv1, ffn.conv2)):
+            dyn = holder.conv
+            tensors.update({
+                f'att{i}_w1': dyn.attention.conv1.weight.flatten(1), f'att{i}_b1': dyn.attention.conv1.bias,
+                f'att{i}_w2': dyn.attention.conv2.weight.flatten(1), f'att{i}_b2': dyn.attention.conv2.bias,
+                f'bank{i}_w': dyn.aggregation.weight.transpose(-1, -2).flatten(1), f'bank{i}_b': dyn.aggregation.bias,
+            })
+        for name, value in tensors.items():
+            self.register_buffer(name, _copy(value), persistent=False)
+        self.kernel_sizes = (ffn.conv1.conv.aggregation.kernel_size, ffn.conv2.conv.aggregation.kernel_size)
 
+    @staticmethod
+    def _norm(x, eps):
+        """LayerNorm without its affine over the channels of an N × C × L map (biased variance, eps inside the
+        root)."""
+        d = x - x.mean(1, keepdim=True)
+        return d * torch.rsqrt((d * d).mean(1, keepdim=True) + eps)
+
+    def _dynamic_conv(self, i, h):
+        """``DynamicConv`` of an N × C × W × H map: kernel attention, then each image's mixed depthwise kernels."""
+        pooled = h.mean((2, 3))
+        hidden = F.gelu(F.linear(pooled, getattr(self, f'att{i}_w1'), getattr(self, f'att{i}_b1')))
+        attention = torch.sigmoid(F.linear(hidden, getattr(self, f'att{i}_w2'), getattr(self, f'att{i}_b2')))
+        return per_image_depthwise(h, attention @ getattr(self, f'bank{i}_w'), attention @ getattr(self, f'bank{i}_b'),
+                                   self.kernel_sizes[i])
+
+    def forward(self, x, a, b, dft_w, dft_h):
+        n, c = x.shape[0], self.c
+        pe = F.conv2d(x.reshape(n, c, a, b), self.cpe_w, self.cpe_b, padding=1, groups=c).reshape(n, c, a * b)
+        y = self._norm(x, self.eps1) * self.n1_w + self.n1_b
+        spectral = fourier_unit(y.permute(2, 0, 1).reshape(a, b, n, c), self.spec_wt, dft_w, dft_h)
+        z = spectral.reshape(a * b, n, c).permute(1, 2, 0).contiguous() * (torch.matmul(self.v_w, y) + self.v_b)
+        x = torch.matmul(self.proj_w, torch.softmax(z, dim=-1) + pe) + self.proj_b + x
+        y = self._norm(x, self.eps2)
+        halves = [F.gelu(torch.matmul(getattr(self, f'in{i}_w'), y) + getattr(self, f'in{i}_b')) for i in (1, 2)]
+        d1, d2 = [F.gelu(self._dynamic_conv(i, h.reshape(n, c, a, b))).reshape(n, c, a * b)
+                  for i, h in enumerate(halves)]
+        return (torch.matmul(self.out1_w, d1) + self.out_b) + torch.matmul(self.out2_w, d2) + x  # bias in a Gemm
+
+
+class ExportableSRConvNet(nn.Module):
+    """``model(x)`` for a stock ``SRConvNet`` and an N × C × H × W ``x``, written for ``torch.export`` (see the
+    module docstring). Holds copies of ``model``'s parameters (as buffers), computed once when it is built."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.scale = model.upscale
+        self.img_range = model.img_range
+        c = model.to_feat.out_channels
+        self.c = c
+        self.register_buffer('feat_w', _copy(model.to_feat.weight.transpose(2, 3)), persistent=False)
+        self.register_buffer('feat_b', _copy(model.to_feat.bias), persistent=False)
+        self.blocks = nn.ModuleList(_Block(block) for block in model.blocks)
+        # upsampler stages: 1×1 conv + PixelShuffle(r) + GELU, output channels reordered from PixelShuffle's
+        # c·r² + i·r + j to (j, i, c): sub-column first, as the transposed frame needs
+        convs = [m for m in model.upsampling if isinstance(m, nn.Conv2d)]
+        shuffles = [m for m in model.upsampling if isinstance(m, nn.PixelShuffle)]
+        self.factors = tuple(shuffle.upscale_factor for shuffle in shuffles)
+        for i, (conv, r) in enumerate(zip(convs, self.factors)):
+            weight = conv.weight.flatten(1).view(c, r, r, c).permute(2, 1, 0, 3).reshape(r * r * c, c)
+            self.register_buffer(f'up{i}_wt', _copy(weight.t()), persistent=False)
+            self.register_buffer(f'up{i}_b', _copy(conv.bias.view(c, r, r).permute(2, 1, 0).reshape(-1)),
+                                 persistent=False)
+        tail = model.tail
+        o, k = tail.out_channels, tail.kernel_size[0]
+        self.taps = k * k * o
+        # the tail conv's taps, rows (dx, dy, o) (transposed frame), and the one-hot conv that sums them
+        self.register_buffer('taps_w', _copy(tail.weight.permute(3, 2, 0, 1).reshape(self.taps, c)), persistent=False)
+        pick = torch.zeros(o, k, k, o, k, k, dtype=tail.weight.dtype)
+        for dy in range(k):
+            for dx in range(k):
+                pick[:, dy, dx, :, dy, dx] = torch.eye(o, dtype=tail.weight.dtype)
+        self.register_buffer('pick', pick.view(o, self.taps, k, k), persistent=False)
+        self.register_buffer('tail_b', _copy(tail.bias), persistent=False)
+        self.tail_padding = k // 2
+
+    def forward(self, x):
+        n, h, w = x.shape[0], x.shape[2], x.shape[3]
+        c = self.c
+        x = x * self.img_range
+        feat = F.conv2d(x.transpose(2, 3), self.feat_w, self.feat_b, padding=1).reshape(n, c, w * h)  # W-major
+        dft_w, dft_h = factored_real_dft(w, x.dtype), factored_complex_dft(h, x.dtype)  # shared by all blocks
+        body = feat
+        for block in self.blocks:
+            body = block(body, w, h, dft_w, dft_h)
+        t = (body + feat).permute(0, 2, 1)  # N × W·H × C
+        a, b = w, h
+        for i, r in enumerate(self.factors):
+            t = F.gelu(torch.matmul(t, getattr(self, f'up{i}_wt')) + getattr(self, f'up{i}_b'))
+            # the sub-pixels move onto the (transposed) grid
+            t = t.reshape(n, a, b, r, r, c).permute(0, 1, 3, 2, 4, 5).reshape(n, a * r * b * r, c)
+            a, b = a * r, b * r
+        taps = torch.matmul(self.taps_w, t.transpose(1, 2)).reshape(n, self.taps, a, b)
+        out = F.conv2d(taps, self.pick, self.tail_b, padding=self.tail_padding).transpose(2, 3)
+        skip = F.interpolate(x, scale_factor=self.scale, mode='bilinear', align_corners=False)
+        return (out + skip) / self.img_range
 
 
 def exportable_form(model):
-    """The module ``torch.export`` captures for ``model`` (an ``SRConvNet``): float32, CPU, eval mode; input
-    N×C×H×W in [0, 1], output N×C×sH×sW. ``model`` itself is not changed."""
-    return to_exportable(model).float().cpu().eval()
+    """The module every export captures for ``model`` (an ``SRConvNet``): float32, CPU, eval mode, no gradients;
+    input N × C × H × W in [0, 1], output N × C × sH × sW, equal to ``model(x)``.
+
+    ``ExportableSRConvNet(model)`` for the stock network; for any other network (after an ``EngineStepsAside``
+    warning naming the difference) a copy whose exactly-stock ``FourierUnit`` and ``KernelAggregation`` modules are
+    swapped for ``ExportableFourierUnit`` / ``ExportableKernelAggregation``, every other module running its own
+    forward. ``model`` itself is not changed.
+    """
+    difference = first_difference(model)
+    if difference is None:
+        form = ExportableSRConvNet(model)
+    else:
+        warnings.warn(f'srconvnet.export: {difference}; this network is exported through its module forwards (without '
+                      'the stock network\'s folded form)', EngineStepsAside, stacklevel=2)
+        form = copy.deepcopy(model)
+        for module in list(form.modules()):
+            for name, child in list(module.named_children()):
+                if _is_stock(child):
+                    setattr(module, name, _SWAPS[type(child)](child))
+    return form.float().cpu().eval().requires_grad_(False)
 
 
-def export_program(model, input_size=(32, 40), dynamic=True, batch=1):
-    """``torch.export.export`` of ``exportable_form(model)`` on a ``batch``×C×``input_size`` sample: with
-    ``dynamic``, height and width are dynamic (``torch.export.Dim``); ``batch=None`` makes the batch dynamic too."""
+def export_program(model, input_size=None, dynamic=True, batch=None, max_size=None):
+    """``torch.export.export`` of ``exportable_form(model)``: an ``ExportedProgram`` taking ``x``, N × C × H × W.
+
+    - ``input_size`` (H, W): the sample the program is traced with (default ``DEFAULT_SAMPLE_SIZE``), and the
+      fixed size when ``dynamic`` is False.
+    - ``dynamic``: height and width are dynamic (``torch.export.Dim``, 1 to ``max_size``, default
+      ``DEFAULT_MAX_SIDE`` each); the DFT factorisation is then chosen in the program from the input's size.
+    - ``batch``: None makes the batch dynamic (1 to 1024); an int fixes it.
+    """
     form = exportable_form(model)
-    h, w = input_size
-    sample = torch.rand(batch or 2, model.to_feat.in_channels, h, w)
+    h, w = input_size or DEFAULT_SAMPLE_SIZE
+    max_h, max_w = max_size or (DEFAULT_MAX_SIDE, DEFAULT_MAX_SIDE)
+    sample = torch.rand(2 if batch is None else batch, model.to_feat.in_channels, h, w)
     dims = {}
     if batch is None:
         dims[0] = torch.export.Dim('batch', min=1, max=1024)
     if dynamic:
-        dims[2] = torch.export.Dim('height', min=1, max=8192)
-        dims[3] = torch.export.Dim('width', min=1, max=8192)
-    with torch.no_grad():
-        return torch.export.export(form, (sample, ), dynamic_shapes={'x': dims} if dims else None)
+        dims[2] = torch.export.Dim('height', min=1, max=max_h)
+        dims[3] = torch.export.Dim('width', min=1, max=max_w)
+    # gradients stay enabled while tracing: SRConvNet.forward then never considers the engine
+    return torch.export.export(form, (sample, ), dynamic_shapes={'x': dims} if dims else None)

@@ -5,6 +5,7 @@ The graph takes RGB images ``N×3×H×W``, float32 in [0, 1] (any N, H, W ≥ 1)
 the network's image-wide steps (the Fourier unit's spectrum, the softmax over all positions, the dynamic convs'
 kernels) ask for anyway, and the per-image graph keeps static conv groups.
 """
+import contextlib
 import io
 import os
 import warnings
@@ -12,26 +13,28 @@ import warnings
 import torch
 
 from srconvnet.export.common import ExportError, metadata, refuse_existing, require, write_bytes
-from srconvnet.export.exportable import exportable_form
+from srconvnet.export.exportable import export_program
 
-DEFAULT_OPSET = 17
+#: the opset the graphs are written with (Gelu is an operator from 20 on)
+DEFAULT_OPSET = 20
 
 
 def scan_over_batch(model_proto, input_name='lq', output_name='sr'):
-    """The ONNX model that runs ``model_proto``'s one-image graph (input ``sample_<input_name>`` 1×C×H×W, output
-    ``sample_<output_name>``) on every image of an N×C×H×W batch: a ``Scan`` whose body is that graph (its
-    initializers moved into the body, where ONNX Runtime's optimisations treat them as constants)."""
+    """The ONNX model that runs ``model_proto``'s one-image graph (one input 1×C×H×W, one output) on every image of
+    an N×C×H×W batch ``input_name``, giving ``output_name``: a ``Scan`` whose body is that graph (its initializers
+    moved into the body, where ONNX Runtime's optimisations treat them as constants)."""
     import onnx
     from onnx import TensorProto, helper
 
     graph = model_proto.graph
+    (image_input, ), (image_output, ) = graph.input, graph.output
     axis = helper.make_tensor('batch_axis', TensorProto.INT64, [1], [0])
     body = helper.make_graph(
-        [helper.make_node('Unsqueeze', ['image', 'batch_axis'], [f'sample_{input_name}'])] + list(graph.node)
-        + [helper.make_node('Squeeze', [f'sample_{output_name}', 'batch_axis'], ['result'])],
+        [helper.make_node('Unsqueeze', ['image', 'batch_axis'], [image_input.name])] + list(graph.node)
+        + [helper.make_node('Squeeze', [image_output.name, 'batch_axis'], ['result'])],
         'one_image', [helper.make_tensor_value_info('image', TensorProto.FLOAT, ['channels', 'height', 'width'])],
         [helper.make_tensor_value_info('result', TensorProto.FLOAT, ['out_channels', 'out_height', 'out_width'])],
-        [axis] + list(graph.initializer))
+        [axis] + list(graph.initializer), value_info=list(graph.value_info))
     scan = helper.make_node('Scan', [input_name], [output_name], num_scan_inputs=1, body=body)
     outer = helper.make_graph(
         [scan], graph.name,
@@ -39,31 +42,29 @@ def scan_over_batch(model_proto, input_name='lq', output_name='sr'):
         [helper.make_tensor_value_info(output_name, TensorProto.FLOAT,
                                        ['batch', 'out_channels', 'out_height', 'out_width'])])
     model = helper.make_model(outer, opset_imports=model_proto.opset_import, producer_name=model_proto.producer_name,
-                              producer_version=model_proto.producer_version)
+                              producer_version=model_proto.producer_version, functions=model_proto.functions)
     model.ir_version = model_proto.ir_version
     onnx.checker.check_model(model)
     return model
 
 
-def onnx_model(model, target='portable', opset=DEFAULT_OPSET, sample_size=(32, 40)):
-    """The ONNX ``ModelProto`` of ``model`` for ``target`` (scale and target in its metadata_props)."""
+def onnx_model(model, target='portable', opset=DEFAULT_OPSET):
+    """The ONNX ``ModelProto`` of ``model`` for ``target`` (scale and target in its metadata_props): the one-image
+    ``ExportedProgram`` of ``export_program(model, batch=1)`` through torch's torch.export-based ONNX exporter,
+    wrapped in ``scan_over_batch``."""
     onnx = require('onnx', 'onnx', target)
+    require('onnxscript', 'onnx', target)  # the exporter's ONNX builder
     from onnx import helper
 
-    form = exportable_form(model)
-    sample = torch.rand(1, model.to_feat.in_channels, *sample_size)
-    buffer = io.BytesIO()
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')
+    program = export_program(model, batch=1)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter('ignore')  # the exporter's progress lines and notes
         try:
-            torch.onnx.export(
-                form, (sample, ), buffer, dynamo=False, opset_version=opset, input_names=['sample_lq'],
-                output_names=['sample_sr'],
-                dynamic_axes={'sample_lq': {2: 'height', 3: 'width'}, 'sample_sr': {2: 'out_height', 3: 'out_width'}})
+            onnx_program = torch.onnx.export(program, dynamo=True, opset_version=opset, verbose=False)
         except torch.onnx.errors.OnnxExporterError as err:
             message = str(err).strip().splitlines()[0]
             raise ExportError(f'this network cannot be exported to ONNX ({type(err).__name__}: {message})') from None
-    graph = scan_over_batch(onnx.load_from_string(buffer.getvalue()))
+    graph = scan_over_batch(onnx_program.model_proto)
     if target == 'onnxruntime-cpu':
         from srconvnet.export.onnxruntime_cpu import for_onnxruntime_cpu
         graph = for_onnxruntime_cpu(graph)
