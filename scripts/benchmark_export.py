@@ -14,8 +14,8 @@ pool reset to ``--threads``), ai-edge-litert's ``Interpreter(num_threads=...)`` 
 ``Net`` (``opt.num_threads``). Each runtime is timed alternately with the PyTorch path (``SRConvNet.forward`` under
 ``torch.inference_mode``, ``torch.set_num_threads(--threads)``) in this one process, after ``--warmup`` untimed
 runs of each; "ratio" is the runtime's median over PyTorch's, with the range of the per-pair ratios. "max error" is
-the largest absolute difference from PyTorch's output on one random image. A target whose package is not installed
-gets a row saying which extra installs it.
+the largest absolute difference from PyTorch's output on one random image. A target that cannot be exported gets a
+row saying why (a missing package: the extra that installs it).
 """
 import argparse
 import json
@@ -32,7 +32,7 @@ import torch
 
 from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write
-from srconvnet.export import TARGETS, MissingPackage, export
+from srconvnet.export import TARGETS, ExportError, export
 from srconvnet.export.common import parse_size
 from srconvnet_plugin.utils.profiling import describe_machine, machine_info
 
@@ -101,7 +101,7 @@ def measure(target, model, size, folder, args):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             export(model, path, target, input_size=size if target in FIXED_SIZE else None)
-    except MissingPackage as err:
+    except ExportError as err:  # a missing package (the message names the extra), or a network it cannot export
         return {'target': target, 'error': str(err)}
     export_s = time.perf_counter() - started
     runtime, run = runner(target, path, args.threads)
@@ -160,7 +160,7 @@ def main(argv=None):
             row = measure(target, model, size, folder, args)
             results.append(row)
             if 'error' in row:
-                print(f'| {target} | not installed: {row["error"]} | | | | | | |', flush=True)
+                print(f'| {target} | {row["error"]} | | | | | | |', flush=True)
                 continue
             pairs = row['pair_ratios']
             print(f'| {target} | {row["runtime"]} | {row["file_bytes"] / 2**20:.1f} MiB | '

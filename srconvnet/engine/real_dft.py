@@ -189,7 +189,13 @@ def factor_pair(n, weight):
 
     ``n`` is an int, or a symbolic size under ``torch.export``: the choice is then made in the graph (an argmin over
     the divisors, read back as a data-dependent size), so that the exported graph picks the split for each input.
+    A concrete ``n`` (eager, or an export at a fixed size) is split in Python, the same first minimum: no
+    data-dependent ``.item()`` enters a fixed-size program (``run_decompositions``, which ExecuTorch's and
+    litert-torch's lowering run, cannot propagate one).
     """
+    if isinstance(n, int):
+        q = min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: d + weight * (n // d))
+        return n // q, q
     candidates = torch.arange(1, n + 1)
     total = candidates[-1]  # n as a tensor (the graph's arithmetic on it stays tensor arithmetic)
     cost = candidates + weight * torch.div(total, candidates, rounding_mode='floor')

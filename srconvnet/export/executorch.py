@@ -20,7 +20,7 @@ def lower(model, input_size):
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
-    program = export_program(model, input_size=input_size, dynamic=False)
+    program = export_program(model, input_size=input_size, dynamic=False, batch=1)
     # the decomposed program with everything that depends on the (fixed) size alone folded into constants
     program = constant_prop_pass(program.run_decompositions({}))
     props = metadata(model, TARGET, input_size)

@@ -12,8 +12,10 @@ import os
 import re
 import tempfile
 
+import torch
+
 from srconvnet.export.common import ExportError, refuse_existing, require, write_bytes
-from srconvnet.export.exportable import exportable_form
+from srconvnet.export.exportable import export_program
 
 TARGET = 'ncnn'
 INPUT_BLOB, OUTPUT_BLOB = 'in0', 'out0'
@@ -38,17 +40,30 @@ def read_metadata(param_text):
     return {'scale': int(match.group(1)), 'input_size': (int(match.group(2)), int(match.group(3)))}
 
 
+class _Traceable(torch.nn.Module):
+    """The module of an ``ExportedProgram``, held out of sight of ``eval()`` (pnnx calls it; that module refuses)."""
+
+    def __init__(self, program_module):
+        super().__init__()
+        object.__setattr__(self, 'program_module', program_module)
+
+    def forward(self, x):
+        return self.program_module(x)
+
+
 def convert(model, input_size):
     """(param text, bin bytes) of ``model`` traced by pnnx at ``input_size`` (H, W)."""
     pnnx = require('pnnx', 'ncnn', TARGET)
-    import torch
 
+    # pnnx traces with torch.jit.trace, under which the form's sizes are tensors; the module of the fixed-size
+    # program has them as constants
+    form = _Traceable(export_program(model, input_size=input_size, dynamic=False, batch=1).module())
     sample = torch.rand(1, model.to_feat.in_channels, *input_size)
     with tempfile.TemporaryDirectory() as work:  # pnnx writes a dozen side files next to its TorchScript file
         base = os.path.join(work, 'srconvnet')
         try:
             with torch.no_grad():
-                pnnx.export(exportable_form(model), base + '.pt', inputs=(sample, ), fp16=False)
+                pnnx.export(form, base + '.pt', inputs=(sample, ), fp16=False)
             with open(base + '.ncnn.param', encoding='utf-8') as f:
                 param = f.read()
             with open(base + '.ncnn.bin', 'rb') as f:
