@@ -1,6 +1,6 @@
-"""``--target ncnn``: a .param/.bin pair that the ``ncnn`` Python binding runs within 1/255 of PyTorch, fed as an
-app feeds it (8-bit RGB pixels through ``Mat.from_pixels``, normalised by 1/255); the scale and input size in the
-input layer's name; the command line; refusals before any export."""
+"""``--target ncnn``: a .param/.bin pair that the ``ncnn`` Python binding runs within 1/255 of PyTorch at sizes other
+than the ones it was traced at, fed as an app feeds it (8-bit RGB pixels through ``Mat.from_pixels``, normalised by
+1/255); the scale in the input layer's name; the command line; refusals before any export."""
 import os
 import subprocess
 import sys
@@ -11,7 +11,7 @@ import torch
 
 from conftest import REPO_ROOT
 from export_runtimes import INPUT_SIZE, case_params, export_quietly, network, photo, pytorch_output
-from srconvnet.export import ExportError, export
+from srconvnet.export import export
 
 ncnn = pytest.importorskip('ncnn', reason="the ncnn extra is not installed (pip install 'srconvnet-plugin[ncnn]')")
 pytest.importorskip('pnnx', reason="the ncnn extra is not installed (pip install 'srconvnet-plugin[ncnn]')")
@@ -42,8 +42,7 @@ def exported(request, tmp_path_factory):
     # the quick case goes through the command line, from a checkpoint
     weights = work / 'net_g_x3.pth'
     torch.save({'params_ema': model.state_dict()}, weights)
-    cmd = [sys.executable, '-m', 'srconvnet.export', '--weights', str(weights), str(work / 'x3'), '--target', 'ncnn',
-           '--input-size', 'x'.join(map(str, INPUT_SIZE))]
+    cmd = [sys.executable, '-m', 'srconvnet.export', '--weights', str(weights), str(work / 'x3'), '--target', 'ncnn']
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=work,
                             env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
     assert result.returncode == 0, result.stderr
@@ -51,22 +50,23 @@ def exported(request, tmp_path_factory):
     return model, work / 'x3.param'
 
 
-def test_ncnn_binding_matches_pytorch(exported):
+@pytest.mark.parametrize('size', [(27, 50), (13, 9)])
+def test_ncnn_binding_matches_pytorch_at_any_size(exported, size):
+    """Neither size is one the net was traced at (``INPUT_SIZE`` and 7×5 more in the quick case, 32×40 and 39×45
+    from the command line)."""
     from srconvnet.export.ncnn import read_metadata
 
     model, path = exported
-    x = photo(*INPUT_SIZE)
+    x = photo(*size)
     out = run_ncnn(path, x)
     expected = pytorch_output(model, x)
-    assert out.shape == expected.shape == (1, 3, model.upscale * INPUT_SIZE[0], model.upscale * INPUT_SIZE[1])
+    assert out.shape == expected.shape == (1, 3, model.upscale * size[0], model.upscale * size[1])
     assert np.abs(out - expected).max() < 1 / 255
-    assert read_metadata(path.read_text()) == {'scale': model.upscale, 'input_size': INPUT_SIZE}
+    assert read_metadata(path.read_text()) == {'scale': model.upscale}
 
 
-def test_ncnn_refusals_come_before_the_export(tmp_path):
+def test_ncnn_refuses_to_overwrite_before_the_export(tmp_path):
     model = network('x3')
-    with pytest.raises(ExportError, match='needs --input-size HxW'):
-        export(model, tmp_path / 'a.param', 'ncnn')
     (tmp_path / 'b.bin').write_bytes(b'kept')  # either file of the pair is kept
     with pytest.raises(FileExistsError, match='b.bin exists; pass --overwrite'):
         export(model, tmp_path / 'b', 'ncnn', input_size=INPUT_SIZE)
