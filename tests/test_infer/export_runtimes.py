@@ -60,3 +60,14 @@ def export_quietly(model, path, target, input_size=INPUT_SIZE):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         return export(model, path, target, input_size=input_size)
+
+
+def exported_fixture(target, suffix):
+    """A module-scoped fixture over ``case_params()``: (network, path of its file for ``target``), exported once."""
+
+    @pytest.fixture(scope='module', params=case_params())
+    def exported(request, tmp_path_factory):
+        model = network(request.param)
+        return model, export_quietly(model, tmp_path_factory.mktemp(target) / f'{request.param}{suffix}', target)
+
+    return exported

@@ -3,18 +3,13 @@
 import numpy as np
 import pytest
 
-from export_runtimes import INPUT_SIZE, case_params, export_quietly, network, photo, pytorch_output
+from export_runtimes import INPUT_SIZE, exported_fixture, network, photo, pytorch_output
 from srconvnet.export import ExportError, export
 
 runtime = pytest.importorskip('executorch.runtime', reason="the executorch extra is not installed "
                               "(pip install 'srconvnet-plugin[executorch]')")
 
-
-@pytest.fixture(scope='module', params=case_params())
-def exported(request, tmp_path_factory):
-    model = network(request.param)
-    path = export_quietly(model, tmp_path_factory.mktemp('executorch') / f'{request.param}.pte', 'executorch')
-    return model, path
+exported = exported_fixture('executorch', '.pte')
 
 
 def test_executorch_runtime_matches_pytorch(exported):

@@ -3,7 +3,7 @@ target and input size in the flatbuffer's metadata; refusals before any export."
 import numpy as np
 import pytest
 
-from export_runtimes import INPUT_SIZE, case_params, export_quietly, network, photo, pytorch_output
+from export_runtimes import INPUT_SIZE, exported_fixture, network, photo, pytorch_output
 from srconvnet.export import ExportError, export
 from srconvnet.export.common import INPUT_SIZE_KEY, SCALE_KEY, TARGET_KEY
 
@@ -11,12 +11,7 @@ interpreter = pytest.importorskip('ai_edge_litert.interpreter', reason="the lite
                                   "(pip install 'srconvnet-plugin[litert]')")
 pytest.importorskip('litert_torch', reason="the litert extra is not installed (pip install 'srconvnet-plugin[litert]')")
 
-
-@pytest.fixture(scope='module', params=case_params())
-def exported(request, tmp_path_factory):
-    model = network(request.param)
-    path = export_quietly(model, tmp_path_factory.mktemp('litert') / f'{request.param}.tflite', 'litert')
-    return model, path
+exported = exported_fixture('litert', '.tflite')
 
 
 def test_litert_interpreter_matches_pytorch(exported):

@@ -4,6 +4,7 @@ than the ones it was traced at, fed as an app feeds it (8-bit RGB pixels through
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def exported(request, tmp_path_factory):
     model = network(request.param)
     work = tmp_path_factory.mktemp('ncnn')
     if request.param != 'x3':
-        return model, export_quietly(model, work / f'{request.param}.param', 'ncnn')
+        return model, Path(export_quietly(model, work / f'{request.param}.param', 'ncnn'))
     # the quick case goes through the command line, from a checkpoint
     weights = work / 'net_g_x3.pth'
     torch.save({'params_ema': model.state_dict()}, weights)
