@@ -13,9 +13,11 @@ names are pnnx's.
 import os
 import re
 import tempfile
+import warnings
 
 import torch
 
+from srconvnet.engine.guard import EngineStepsAside
 from srconvnet.export.common import ExportError, refuse_existing, require, write_bytes
 from srconvnet.export.exportable import DEFAULT_SAMPLE_SIZE, module_forward_form
 
@@ -45,8 +47,10 @@ def convert(model, input_size=None):
     with tempfile.TemporaryDirectory() as work:  # pnnx writes a dozen side files next to its TorchScript file
         base = os.path.join(work, 'srconvnet')
         try:
-            pnnx.export(module_forward_form(model, value_sized=True), base + '.pt', inputs=samples[:1],
-                        inputs2=samples[1:], fp16=False)
+            with warnings.catch_warnings():  # the form's swapped modules make the engine step aside: expected
+                warnings.simplefilter('ignore', EngineStepsAside)
+                pnnx.export(module_forward_form(model, value_sized=True), base + '.pt', inputs=samples[:1],
+                            inputs2=samples[1:], fp16=False)
             with open(base + '.ncnn.param', encoding='utf-8') as f:
                 param = f.read()
             with open(base + '.ncnn.bin', 'rb') as f:
