@@ -187,11 +187,9 @@ def _two_stage_matrices(n, q, dtype, device):
 def factor_pair(n, weight):
     """(P, Q) with P·Q = n minimising Q + weight·P (the multiply-adds per value of the two stages).
 
-    ``n`` is an int, or a symbolic size under ``torch.export``: the choice is then made in the graph (an argmin over
-    the divisors, read back as a data-dependent size), so that the exported graph picks the split for each input.
-    A concrete ``n`` (eager, or an export at a fixed size) is split in Python, the same first minimum: no
-    data-dependent ``.item()`` enters a fixed-size program (``run_decompositions``, which ExecuTorch's and
-    litert-torch's lowering run, cannot propagate one).
+    ``n`` is an int (the split is then a constant), or a symbolic size under ``torch.export``: the choice is then
+    made in the graph (an argmin over the divisors, read back as a data-dependent size), so that the exported graph
+    picks the split for each input. Both take the smallest Q among equal costs.
     """
     if isinstance(n, int):
         q = min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: d + weight * (n // d))

@@ -11,9 +11,12 @@ that ``torch.export.export`` captures with dynamic batch, height and width (``ex
   slower than these products at 720p sizes.
 - **The image is processed transposed** (W before H), so that the real DFT, along W, contracts the leading axis:
   each stage is one large matrix product. Convolution kernels are transposed to match; the output is not.
-- **The body is channels-first** (N × C × H·W) so that the 1×1 convs are plain matrix products, the softmax runs on
-  the last axis, and the depthwise convs need no layout change; the Fourier unit runs channels-last inside (the
-  layout its matrix products and the frequency-domain 1×1 conv want), with one transpose in and one out.
+- **The body is channels-first** (N × C × H·W): the 1×1 convs are 1-D convs (one GEMM each, bias included, for
+  any batch), the LayerNorms' channel means products with a 1 × C row, the softmax runs on the last axis, and the
+  depthwise convs need no layout change; the Fourier unit runs channels-last inside (the layout its matrix products
+  and the frequency-domain 1×1 conv want), with one transpose in and one out. (With the value conv and the
+  projection as matrix products, OpenVINO's CPU plugin on one thread fuses product, softmax and product into one
+  kernel that runs out of registers; as convs they compile.)
 - **Each image convolves with its own dynamic kernels** as one depthwise conv of the batch folded into the channels
   (N·C groups; a batch of one, as the ONNX graph's ``Scan`` runs it, has C static groups).
 - **The upsampler runs per pixel then pixel-shuffles channels-last** (block copies), and the tail's 3×3 conv is
@@ -214,17 +217,21 @@ class _Block(nn.Module):
         self.eps1, self.eps2 = att.norm.eps, ffn.norm.eps
         scale = att.layer_scale.repeat_interleave(c // att.num_heads)
         w_in, w_out = ffn.proj_in.weight.flatten(1), ffn.proj_out.weight.flatten(1)
+        # the 1×1 convs are 1-D convs (C_out × C × 1 kernels) on the N × C × L map: one GEMM with the bias in it
         tensors = {
             'cpe_w': att.CPE.weight.transpose(2, 3), 'cpe_b': att.CPE.bias,
+            'mean_w': torch.full((1, c), 1 / c, dtype=att.norm.weight.dtype),  # a mean over C as a product
             'n1_w': att.norm.weight[:, None], 'n1_b': att.norm.bias[:, None],
-            'v_w': att.v.weight.flatten(1) * scale[:, None], 'v_b': (att.v.bias * scale)[:, None],
+            # the value conv as a conv also keeps OpenVINO's CPU plugin on one thread from fusing matrix product,
+            # softmax and matrix product into one kernel that runs out of registers
+            'v_w': (att.v.weight * scale[:, None, None, None])[..., 0], 'v_b': att.v.bias * scale,
             'spec_wt': spectral_weight(att.a),
-            'proj_w': att.proj.weight.flatten(1), 'proj_b': att.proj.bias[:, None],
+            'proj_w': att.proj.weight[..., 0], 'proj_b': att.proj.bias,
             # the mixing layer's LayerNorm affine folded into proj_in (split into the halves the two convs take)
-            'in1_w': w_in[:c] * ffn.norm.weight, 'in1_b': (ffn.proj_in.bias + w_in @ ffn.norm.bias)[:c, None],
-            'in2_w': w_in[c:] * ffn.norm.weight, 'in2_b': (ffn.proj_in.bias + w_in @ ffn.norm.bias)[c:, None],
+            'in1_w': (w_in[:c] * ffn.norm.weight)[..., None], 'in1_b': (ffn.proj_in.bias + w_in @ ffn.norm.bias)[:c],
+            'in2_w': (w_in[c:] * ffn.norm.weight)[..., None], 'in2_b': (ffn.proj_in.bias + w_in @ ffn.norm.bias)[c:],
             # the channel shuffle (2i: first half, 2i + 1: second half) read from proj_out's columns
-            'out1_w': w_out[:, 0::2], 'out2_w': w_out[:, 1::2], 'out_b': ffn.proj_out.bias[:, None],
+            'out1_w': w_out[:, 0::2, None], 'out2_w': w_out[:, 1::2, None], 'out_b': ffn.proj_out.bias,
         }
         for i, holder in enumerate((ffn.conv1, ffn.conv2)):
             dyn = holder.conv
@@ -237,12 +244,11 @@ class _Block(nn.Module):
             self.register_buffer(name, _copy(value), persistent=False)
         self.kernel_sizes = (ffn.conv1.conv.aggregation.kernel_size, ffn.conv2.conv.aggregation.kernel_size)
 
-    @staticmethod
-    def _norm(x, eps):
+    def _norm(self, x, eps):
         """LayerNorm without its affine over the channels of an N × C × L map (biased variance, eps inside the
-        root)."""
-        d = x - x.mean(1, keepdim=True)
-        return d * torch.rsqrt((d * d).mean(1, keepdim=True) + eps)
+        root); the means as products with a 1 × C row (ONNX Runtime reduces a middle axis several times slower)."""
+        d = x - torch.matmul(self.mean_w, x)
+        return d * torch.rsqrt(torch.matmul(self.mean_w, d * d) + eps)
 
     def _dynamic_conv(self, i, h):
         """``DynamicConv`` of an N × C × W × H map: kernel attention, then each image's mixed depthwise kernels."""
@@ -257,13 +263,13 @@ class _Block(nn.Module):
         pe = F.conv2d(x.reshape(n, c, a, b), self.cpe_w, self.cpe_b, padding=1, groups=c).reshape(n, c, a * b)
         y = self._norm(x, self.eps1) * self.n1_w + self.n1_b
         spectral = fourier_unit(y.permute(2, 0, 1).reshape(a, b, n, c), self.spec_wt, dft_w, dft_h)
-        z = spectral.reshape(a * b, n, c).permute(1, 2, 0).contiguous() * (torch.matmul(self.v_w, y) + self.v_b)
-        x = torch.matmul(self.proj_w, torch.softmax(z, dim=-1) + pe) + self.proj_b + x
+        z = spectral.reshape(a * b, n, c).permute(1, 2, 0).contiguous() * F.conv1d(y, self.v_w, self.v_b)
+        x = F.conv1d(torch.softmax(z, dim=-1) + pe, self.proj_w, self.proj_b) + x
         y = self._norm(x, self.eps2)
-        halves = [F.gelu(torch.matmul(getattr(self, f'in{i}_w'), y) + getattr(self, f'in{i}_b')) for i in (1, 2)]
+        halves = [F.gelu(F.conv1d(y, getattr(self, f'in{i}_w'), getattr(self, f'in{i}_b'))) for i in (1, 2)]
         d1, d2 = [F.gelu(self._dynamic_conv(i, h.reshape(n, c, a, b))).reshape(n, c, a * b)
                   for i, h in enumerate(halves)]
-        return (torch.matmul(self.out1_w, d1) + self.out_b) + torch.matmul(self.out2_w, d2) + x  # bias in a Gemm
+        return F.conv1d(d1, self.out1_w, self.out_b) + F.conv1d(d2, self.out2_w) + x
 
 
 class ExportableSRConvNet(nn.Module):
@@ -286,7 +292,7 @@ class ExportableSRConvNet(nn.Module):
         self.factors = tuple(shuffle.upscale_factor for shuffle in shuffles)
         for i, (conv, r) in enumerate(zip(convs, self.factors)):
             weight = conv.weight.flatten(1).view(c, r, r, c).permute(2, 1, 0, 3).reshape(r * r * c, c)
-            self.register_buffer(f'up{i}_wt', _copy(weight.t()), persistent=False)
+            self.register_buffer(f'up{i}_w', _copy(weight), persistent=False)
             self.register_buffer(f'up{i}_b', _copy(conv.bias.view(c, r, r).permute(2, 1, 0).reshape(-1)),
                                  persistent=False)
         tail = model.tail
@@ -311,14 +317,14 @@ class ExportableSRConvNet(nn.Module):
         body = feat
         for block in self.blocks:
             body = block(body, w, h, dft_w, dft_h)
-        t = (body + feat).permute(0, 2, 1)  # N × W·H × C
+        t = (body + feat).permute(0, 2, 1).reshape(n * w * h, c)  # pixels × C: the 1×1 convs are one GEMM each
         a, b = w, h
         for i, r in enumerate(self.factors):
-            t = F.gelu(torch.matmul(t, getattr(self, f'up{i}_wt')) + getattr(self, f'up{i}_b'))
+            t = F.gelu(F.linear(t, getattr(self, f'up{i}_w'), getattr(self, f'up{i}_b')))
             # the sub-pixels move onto the (transposed) grid
-            t = t.reshape(n, a, b, r, r, c).permute(0, 1, 3, 2, 4, 5).reshape(n, a * r * b * r, c)
+            t = t.reshape(n, a, b, r, r, c).permute(0, 1, 3, 2, 4, 5).reshape(n * a * r * b * r, c)
             a, b = a * r, b * r
-        taps = torch.matmul(self.taps_w, t.transpose(1, 2)).reshape(n, self.taps, a, b)
+        taps = torch.matmul(self.taps_w, t.reshape(n, a * b, c).transpose(1, 2)).reshape(n, self.taps, a, b)
         out = F.conv2d(taps, self.pick, self.tail_b, padding=self.tail_padding).transpose(2, 3)
         skip = F.interpolate(x, scale_factor=self.scale, mode='bilinear', align_corners=False)
         return (out + skip) / self.img_range
@@ -365,6 +371,11 @@ def export_program(model, input_size=None, dynamic=True, batch=None, max_size=No
     - ``dynamic``: height and width are dynamic (``torch.export.Dim``, 1 to ``max_size``, default
       ``DEFAULT_MAX_SIDE`` each); the DFT factorisation is then chosen in the program from the input's size.
     - ``batch``: None makes the batch dynamic (1 to 1024); an int fixes it.
+
+    With dynamic sizes the program holds data-dependent sizes (the DFT split, read back with ``.item()``); with
+    ``dynamic=False`` it has none (the split is a constant). Lower each program once: in torch 2.14 a second
+    ``torch.onnx.export`` of the same dynamic program fails (``PendingUnbackedSymbolNotFound``); call
+    ``export_program`` again instead.
     """
     form = exportable_form(model)
     h, w = input_size or DEFAULT_SAMPLE_SIZE

@@ -56,7 +56,11 @@ def onnx_model(model, target='portable', opset=DEFAULT_OPSET):
     require('onnxscript', 'onnx', target)  # the exporter's ONNX builder
     from onnx import helper
 
-    program = export_program(model, batch=1)
+    try:
+        program = export_program(model, batch=1)
+    except Exception as err:  # torch.export's refusals come as many types; the command line shows one line
+        message = (str(err).strip().splitlines() or [''])[0]
+        raise ExportError(f'this network cannot be captured by torch.export ({type(err).__name__}: {message})') from err
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter('ignore')  # the exporter's progress lines and notes
         try:

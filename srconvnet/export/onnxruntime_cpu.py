@@ -15,6 +15,8 @@ so a rewritten graph runs on any x86-64 CPU that ONNX Runtime gives NCHWc kernel
 same convolution; float32 rounding). Such a graph loads only in ONNX Runtime's CPU provider: the portable graph is the
 default of ``srconvnet.export``.
 """
+from srconvnet.export.common import ExportError
+
 NCHWC = 'com.microsoft.nchwc'
 # the rewritten conv's channels must split into blocks of any NCHWc block size ONNX Runtime uses (4, 8 or 16)
 CHANNEL_MULTIPLE = 16
@@ -129,12 +131,12 @@ def _rewrite_graph(graph, outer, counter, shapes):
 def for_onnxruntime_cpu(model_proto):
     """``model_proto`` (changed in place and returned) with every depthwise conv whose kernels are computed in the
     graph (shape group × 1 × kh × kw by ONNX's shape inference) run by ONNX Runtime's NCHWc operators; raises
-    ``ValueError`` if the graph has no such conv."""
+    ``ExportError`` (a ``ValueError``) if the graph has no such conv."""
     from onnx import helper
 
     counter = [0]
     if _rewrite_graph(model_proto.graph, frozenset(), counter, _inferred_shapes(model_proto)) == 0:
-        raise ValueError('the graph has no depthwise conv with run-time kernels of a known shape and a multiple of '
+        raise ExportError('the graph has no depthwise conv with run-time kernels of a known shape and a multiple of '
                          f'{CHANNEL_MULTIPLE} channels to rewrite for ONNX Runtime (num_feat must be a multiple of '
                          f'{CHANNEL_MULTIPLE})')
     if not any(o.domain == NCHWC for o in model_proto.opset_import):

@@ -3,7 +3,6 @@ outputs as the portable graph and PyTorch (any batch, height and width), in ever
 import os
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import onnx
@@ -14,9 +13,10 @@ from onnx import helper
 
 from conftest import REPO_ROOT
 from srconvnet.engine import EngineStepsAside
-from srconvnet.export import export_onnx, main
-from srconvnet.onnxruntime_cpu import NCHWC, TARGET_KEY, for_onnxruntime_cpu
-from test_export import check_onnx_runtime, tiny_model
+from srconvnet.export import ExportError, export, main
+from srconvnet.export.common import SCALE_KEY, TARGET_KEY
+from srconvnet.export.onnxruntime_cpu import NCHWC, for_onnxruntime_cpu
+from test_export import check_onnx_runtime, module_forwards, tiny_model
 
 
 def convs(path):
@@ -38,55 +38,53 @@ def convs(path):
     return sorted(found)
 
 
+@pytest.mark.slow
 def test_cli_target_onnxruntime_cpu_rewrites_every_dynamic_conv_and_matches(tmp_path):
     model = tiny_model()  # 2 blocks, a 5×5 and a 7×7 dynamic conv each, 16 channels
     weights = tmp_path / 'net_g_x3.pth'
     torch.save({'params_ema': model.state_dict()}, weights)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    paths = {target: tmp_path / f'{target}.onnx' for target in ('portable', 'onnxruntime-cpu')}
-    for target, path in paths.items():
-        cmd = [sys.executable, '-m', 'srconvnet.export', '--weights', str(weights), str(path), '--target', target]
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
-        assert ("ONNX Runtime's CPU provider only" in result.stdout) == (target == 'onnxruntime-cpu')
-    assert convs(paths['portable']) == [('ai.onnx', 5, True)] * 2 + [('ai.onnx', 7, True)] * 2
-    assert convs(paths['onnxruntime-cpu']) == [(NCHWC, 5, True)] * 2 + [(NCHWC, 7, True)] * 2
-    rewritten = onnx.load(str(paths['onnxruntime-cpu']))
-    assert {p.key: p.value for p in rewritten.metadata_props} == {TARGET_KEY: 'onnxruntime-cpu'}
+    path = tmp_path / 'onnxruntime-cpu.onnx'
+    cmd = [sys.executable, '-m', 'srconvnet.export', '--weights', str(weights), str(path), '--target', 'onnxruntime-cpu']
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ONNX Runtime's CPU provider on x86-64 only" in result.stdout
+    assert convs(path) == [(NCHWC, 5, True)] * 2 + [(NCHWC, 7, True)] * 2
+    rewritten = onnx.load(str(path))
+    assert {p.key: p.value for p in rewritten.metadata_props} == {SCALE_KEY: '3', TARGET_KEY: 'onnxruntime-cpu'}
     assert [n.op_type for n in rewritten.graph.node] == ['Scan']
-    check_onnx_runtime(paths['onnxruntime-cpu'], model, [(20, 24), (7, 9), (33, 17), (1, 1)])
-    # the same numbers as the portable graph, also without ONNX Runtime's graph optimisations (no constant folding
-    # of the block-size probe)
+    check_onnx_runtime(path, model, [(20, 24), (7, 9), (33, 17), (1, 1)])
+    # the same numbers without ONNX Runtime's graph optimisations (no constant folding of the block-size probe)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    lq = np.random.default_rng(0).random((2, 3, 13, 10), dtype=np.float32)
-    outputs = [ort.InferenceSession(str(paths[target]), options, providers=['CPUExecutionProvider']).run(
-        None, {'lq': lq})[0] for target in ('portable', 'onnxruntime-cpu')]
-    assert np.abs(outputs[0] - outputs[1]).max() < 1e-5
+    lq = torch.rand(2, 3, 13, 10)
+    (got, ) = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider']).run(None, {'lq': lq.numpy()})
+    assert np.abs(got - module_forwards(model, lq).numpy()).max() < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('upscale', [2, 4])
 def test_target_onnxruntime_cpu_other_scales(tmp_path, upscale):
     model = tiny_model(upscale)
-    export_onnx(model, tmp_path / 'net.onnx', target='onnxruntime-cpu')
+    export(model, tmp_path / 'net.onnx', target='onnxruntime-cpu')
     check_onnx_runtime(tmp_path / 'net.onnx', model, [(11, 6), (1, 3)])
 
 
+@pytest.mark.slow
 def test_target_onnxruntime_cpu_for_a_network_exported_through_its_module_forwards(tmp_path):
     model = tiny_model()
-    model.blocks[0].attention = torch.nn.Identity()  # an ablation: the module forwards are traced
+    model.blocks[0].attention = torch.nn.Identity()  # an ablation: the module forwards are exported
     with pytest.warns(EngineStepsAside):
-        export_onnx(model, tmp_path / 'ablation.onnx', target='onnxruntime-cpu')
+        export(model, tmp_path / 'ablation.onnx', target='onnxruntime-cpu')
     assert convs(tmp_path / 'ablation.onnx') == [(NCHWC, 5, True)] * 2 + [(NCHWC, 7, True)] * 2
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', EngineStepsAside)
-        check_onnx_runtime(tmp_path / 'ablation.onnx', model, [(9, 11), (1, 1)])
+    check_onnx_runtime(tmp_path / 'ablation.onnx', model, [(9, 11), (1, 1)])
 
 
+@pytest.mark.slow
 def test_refusals(tmp_path, capsys):
     model = tiny_model()
-    with pytest.raises(ValueError, match="unknown ONNX target 'tensorrt'; choose one of portable, onnxruntime-cpu"):
-        export_onnx(model, tmp_path / 'a.onnx', target='tensorrt')
+    with pytest.raises(ExportError, match="unknown export target 'tensorrt'; choose one of portable, onnxruntime-cpu"):
+        export(model, tmp_path / 'a.onnx', target='tensorrt')
     # 24 channels do not split into blocks of 16: nothing to rewrite, said in one line, nothing written
     torch.manual_seed(0)
     from srconvnet.archs.srconvnet_arch import SRConvNet
