@@ -14,13 +14,26 @@ from srconvnet.export.exportable import export_program
 TARGET = 'executorch'
 
 
+def _buffers_persistent(program):
+    """``program`` with its non-persistent buffers made persistent (moved from ``constants`` to the state dict):
+    ExecuTorch's lowering of a conv whose weight is a non-persistent buffer fails its verifier ("Non-persistent
+    buffer ... is in the state dict"). The values are the same; the .pte stores them either way."""
+    from torch.export.graph_signature import InputKind
+
+    for spec in program.graph_signature.input_specs:
+        if spec.kind == InputKind.BUFFER and not spec.persistent:
+            spec.persistent = True
+            program.state_dict[spec.target] = program.constants.pop(spec.target)
+    return program
+
+
 def lower(model, input_size):
     """The ExecuTorch program (``ExecutorchProgramManager``) of ``model`` at ``input_size`` (H, W), XNNPACK-lowered."""
     exir = require('executorch.exir', 'executorch', TARGET)
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
-    program = export_program(model, input_size=input_size, dynamic=False, batch=1)
+    program = _buffers_persistent(export_program(model, input_size=input_size, dynamic=False, batch=1))
     # the decomposed program with everything that depends on the (fixed) size alone folded into constants
     program = constant_prop_pass(program.run_decompositions({}))
     props = metadata(model, TARGET, input_size)
