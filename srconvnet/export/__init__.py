@@ -60,7 +60,8 @@ def main(argv=None):
                         help='; '.join(f'"{name}": {_summary(writer)}' for name, writer in TARGETS.items()))
     parser.add_argument('--input-size', default=None, metavar='HxW',
                         help='input size, for targets whose runtime needs a fixed one')
-    parser.add_argument('--opset', type=int, default=None, help="ONNX opset of the ONNX targets (default: the exporter's)")
+    parser.add_argument('--opset', type=int, default=None,
+                        help='ONNX opset of the ONNX targets (default: srconvnet.export.onnx_graph.DEFAULT_OPSET)')
     parser.add_argument('--overwrite', action='store_true', help='replace OUTPUT if it exists')
     args = parser.parse_args(argv)
     options = {} if args.opset is None else {'opset': args.opset}

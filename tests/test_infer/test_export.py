@@ -282,7 +282,8 @@ def test_edited_network_exports_through_its_module_forwards(tmp_path):
         export(model, tmp_path / 'ablation.onnx')
     check_onnx_runtime(tmp_path / 'ablation.onnx', model, [(9, 11), (1, 1)])
     lq = photo(10, 7, n=2)
-    got = openvino_outputs(tmp_path / 'ablation.onnx', lq, {'INFERENCE_NUM_THREADS': 1, 'INFERENCE_PRECISION_HINT': 'f32'})
+    one_thread_f32 = {'INFERENCE_NUM_THREADS': 1, 'INFERENCE_PRECISION_HINT': 'f32'}
+    got = openvino_outputs(tmp_path / 'ablation.onnx', lq, one_thread_f32)
     assert np.abs(got - module_forwards(model, lq).numpy()).max() < 1e-4
 
     class DataDependentUnit(nn.Module):

@@ -45,7 +45,8 @@ def test_cli_target_onnxruntime_cpu_rewrites_every_dynamic_conv_and_matches(tmp_
     torch.save({'params_ema': model.state_dict()}, weights)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     path = tmp_path / 'onnxruntime-cpu.onnx'
-    cmd = [sys.executable, '-m', 'srconvnet.export', '--weights', str(weights), str(path), '--target', 'onnxruntime-cpu']
+    cmd = [sys.executable, '-m', 'srconvnet.export', '--weights', str(weights), str(path), '--target',
+           'onnxruntime-cpu']
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "ONNX Runtime's CPU provider on x86-64 only" in result.stdout
