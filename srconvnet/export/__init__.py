@@ -17,12 +17,18 @@ import os
 from srconvnet.checkpoints import CheckpointError
 from srconvnet.export.common import ExportError, MissingPackage, parse_size
 from srconvnet.export.exportable import export_program, exportable_form
+from srconvnet.export.executorch import write_executorch
+from srconvnet.export.litert import write_litert
+from srconvnet.export.ncnn import write_ncnn
 from srconvnet.export.onnx_graph import write_onnxruntime_cpu, write_portable
 
 #: --target name → writer(model, output_path, *, input_size=None, overwrite=False, **options) → path written
 TARGETS = {
     'portable': write_portable,
     'onnxruntime-cpu': write_onnxruntime_cpu,
+    'executorch': write_executorch,
+    'litert': write_litert,
+    'ncnn': write_ncnn,
 }
 
 

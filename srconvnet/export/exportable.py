@@ -32,13 +32,14 @@ computation: ``FourierUnit`` (complex FFTs) → ``ExportableFourierUnit``, ``Ker
 the batch) → ``ExportableKernelAggregation``. The model itself is never changed.
 """
 import copy
+import math
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srconvnet.archs.srconvnet_arch import FourierUnit, KernelAggregation
+from srconvnet.archs.srconvnet_arch import FourierUnit, KernelAggregation, MixFFN
 from srconvnet.engine import guard
 from srconvnet.engine.guard import EngineStepsAside, first_difference
 from srconvnet.engine.real_dft import factored_complex_dft, factored_real_dft
@@ -125,14 +126,82 @@ class ExportableKernelAggregation(nn.Module):
         return per_image_depthwise(x, attention @ self.weight.flatten(1), attention @ self.bias, self.kernel_size)
 
 
+def _dft_from_ones(ones):
+    """cos and sin (1 × 1 × n × n) of 2π·(j·k mod n)/n, and n (1 × 1 × 1 × 1), from a 1 × 1 × n × 1 column of
+    ones: the indices are cumulative sums and the modulo a floor division, so that no shape arithmetic enters the
+    graph (exact in float32 for n ≤ 4096)."""
+    index = torch.cumsum(ones, dim=2)
+    n = index[:, :, -1:]
+    index = index - 1
+    product = torch.matmul(index, index.transpose(2, 3))
+    angle = (product - torch.floor(product / n) * n) * (2 * math.pi) / n
+    return torch.cos(angle), torch.sin(angle), n
+
+
+class ValueSizedFourierUnit(nn.Module):
+    """A stock ``FourierUnit`` (1 × C × H × W in and out) as dense DFT matrix products whose matrices are built from
+    the input's values (``_dft_from_ones``), not its shape: for converters that keep no shape arithmetic and no
+    tensor above 4-D (pnnx → NCNN), one net then serves every size. The spectrum is full-length along W; the
+    one-sided inverse weights its columns 1 (k = 0 and 2k = W), 2 (0 < k < W/2) and 0 (k > W/2), from clamps."""
+
+    def __init__(self, unit):
+        super().__init__()
+        weight = unit.conv_layer.weight.flatten(1)
+        c2 = weight.shape[0]
+        perm = torch.cat((torch.arange(0, c2, 2), torch.arange(1, c2, 2)))  # Re channels, then Im channels
+        self.register_buffer('weight', _copy(weight[perm][:, perm])[:, :, None, None], persistent=False)
+        self.c = c2 // 2
+
+    def forward(self, x):
+        ones_h = x[:, :1, :, :1] * 0 + 1
+        ones_w = x[:, :1, :1, :].transpose(2, 3) * 0 + 1
+        cos_h, sin_h, n_h = _dft_from_ones(ones_h)
+        cos_w, sin_w, n_w = _dft_from_ones(ones_w)
+        scale = torch.rsqrt(n_h * n_w)
+        a_re, a_im = torch.matmul(x, cos_w), -torch.matmul(x, sin_w)
+        y_re = (torch.matmul(cos_h, a_re) + torch.matmul(sin_h, a_im)) * scale
+        y_im = (torch.matmul(cos_h, a_im) - torch.matmul(sin_h, a_re)) * scale
+        spec = F.gelu(F.conv2d(torch.cat((y_re, y_im), 1), self.weight))
+        z_re, z_im = spec[:, :self.c], spec[:, self.c:]
+        u_re = torch.matmul(cos_h, z_re) - torch.matmul(sin_h, z_im)
+        u_im = torch.matmul(cos_h, z_im) + torch.matmul(sin_h, z_re)
+        k = (torch.cumsum(ones_w, dim=2) - 1).transpose(2, 3)
+        d = n_w - 2 * k
+        weight = 2 * torch.clamp(d, 0, 1) - (1 - torch.clamp(k, 0, 1)) + (1 - torch.clamp(torch.abs(d), 0, 1))
+        return (torch.matmul(u_re * weight, cos_w.transpose(2, 3))
+                - torch.matmul(u_im * weight, sin_w.transpose(2, 3))) * scale
+
+
+class ShuffleFoldedMixFFN(nn.Module):
+    """A stock ``MixFFN`` (1 × C × H × W) with its channel shuffle read from ``proj_out``'s columns (the GELU after
+    it acts per element, so it moves onto each half): no 5-D tensor, which NCNN has not."""
+
+    def __init__(self, ffn):
+        super().__init__()
+        self.norm, self.proj_in, self.conv1, self.conv2 = ffn.norm, ffn.proj_in, ffn.conv1, ffn.conv2
+        weight = ffn.proj_out.weight.flatten(1)
+        self.c = weight.shape[0]
+        self.register_buffer('out1_w', _copy(weight[:, 0::2])[:, :, None, None], persistent=False)
+        self.register_buffer('out2_w', _copy(weight[:, 1::2])[:, :, None, None], persistent=False)
+        self.register_buffer('out_b', _copy(ffn.proj_out.bias), persistent=False)
+
+    def forward(self, x):
+        y = F.gelu(self.proj_in(self.norm(x)))
+        y1, y2 = F.gelu(self.conv1(y[:, :self.c])), F.gelu(self.conv2(y[:, self.c:]))
+        return F.conv2d(y1, self.out1_w) + F.conv2d(y2, self.out2_w, self.out_b) + x
+
+
 _SWAPS = {FourierUnit: ExportableFourierUnit, KernelAggregation: ExportableKernelAggregation}
+#: the swaps of ``module_forward_form(model, value_sized=True)``
+_VALUE_SIZED_SWAPS = {FourierUnit: ValueSizedFourierUnit, KernelAggregation: ExportableKernelAggregation,
+                      MixFFN: ShuffleFoldedMixFFN}
 
 
-def _is_stock(module):
-    """Whether ``module`` is exactly a stock module of a swapped class: same class (no subclass), no forward or hook
-    set on it, the class's code unchanged (``guard.FINGERPRINTS``)."""
+def _is_stock(module, swaps=None):
+    """Whether ``module`` is exactly a stock module of a swapped class (``_SWAPS`` or ``swaps``): same class (no
+    subclass), no forward or hook set on it, the class's code unchanged (``guard.FINGERPRINTS``)."""
     cls = type(module)
-    return (cls in _SWAPS and 'forward' not in vars(module) and not module._forward_hooks
+    return (cls in (swaps or _SWAPS) and 'forward' not in vars(module) and not module._forward_hooks
             and not module._forward_pre_hooks
             and guard.fingerprints()[cls.__name__] == guard.FINGERPRINTS[cls.__name__])
 
@@ -276,11 +345,21 @@ def exportable_form(model):
     else:
         warnings.warn(f'srconvnet.export: {difference}; this network is exported through its module forwards (without '
                       'the stock network\'s folded form)', EngineStepsAside, stacklevel=2)
-        form = copy.deepcopy(model)
-        for module in list(form.modules()):
-            for name, child in list(module.named_children()):
-                if _is_stock(child):
-                    setattr(module, name, _SWAPS[type(child)](child))
+        form = module_forward_form(model)
+    return form.float().cpu().eval().requires_grad_(False)
+
+
+def module_forward_form(model, value_sized=False):
+    """A copy of ``model`` that runs its module forwards, its exactly-stock ``FourierUnit`` and ``KernelAggregation``
+    modules swapped for ``ExportableFourierUnit`` and ``ExportableKernelAggregation``; with ``value_sized`` (a batch
+    of one, for pnnx → NCNN), ``ValueSizedFourierUnit`` and, for ``MixFFN``, ``ShuffleFoldedMixFFN``. Float32, CPU,
+    eval mode, no gradients. ``model`` itself is not changed."""
+    swaps = _VALUE_SIZED_SWAPS if value_sized else _SWAPS
+    form = copy.deepcopy(model)
+    for module in list(form.modules()):
+        for name, child in list(module.named_children()):
+            if _is_stock(child, swaps):
+                setattr(module, name, swaps[type(child)](child))
     return form.float().cpu().eval().requires_grad_(False)
 
 

@@ -1,0 +1,35 @@
+"""``--target executorch``: a .pte that ExecuTorch's runtime (``executorch.runtime``, XNNPACK backend) runs within
+1e-4 of PyTorch, recording its scale and input size; refusals before any export."""
+import numpy as np
+import pytest
+
+from export_runtimes import INPUT_SIZE, exported_fixture, network, photo, pytorch_output
+from srconvnet.export import ExportError, export
+
+runtime = pytest.importorskip('executorch.runtime', reason="the executorch extra is not installed "
+                              "(pip install 'srconvnet-plugin[executorch]')")
+
+exported = exported_fixture('executorch', '.pte')
+
+
+def test_executorch_runtime_matches_pytorch(exported):
+    model, path = exported
+    program = runtime.Runtime.get().load_program(path)
+    x = photo(*INPUT_SIZE)
+    out = program.load_method('forward').execute([x])[0].numpy()
+    expected = pytorch_output(model, x)
+    assert out.shape == expected.shape == (1, 3, model.upscale * INPUT_SIZE[0], model.upscale * INPUT_SIZE[1])
+    assert np.abs(out - expected).max() < 1e-4
+    # the file says what it is: its scale and the one input size it runs at
+    assert program.load_method('srconvnet_scale').execute([]) == [model.upscale]
+    assert program.load_method('srconvnet_input_size').execute([]) == list(INPUT_SIZE)
+
+
+def test_executorch_refusals_come_before_the_export(tmp_path):
+    model = network('x3')
+    with pytest.raises(ExportError, match='needs --input-size HxW'):
+        export(model, tmp_path / 'a.pte', 'executorch')
+    (tmp_path / 'b.pte').write_bytes(b'kept')
+    with pytest.raises(FileExistsError, match='--overwrite'):
+        export(model, tmp_path / 'b.pte', 'executorch', input_size=INPUT_SIZE)
+    assert (tmp_path / 'b.pte').read_bytes() == b'kept'
