@@ -22,7 +22,6 @@ import json
 import math
 import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -34,11 +33,8 @@ from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write
 from srconvnet.export import TARGETS, ExportError, export
 from srconvnet.export.common import parse_size
-from srconvnet_plugin.utils.profiling import describe_machine, machine_info
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_onnx import session  # noqa: E402
-from benchmark_speed import lr_size, time_alternately  # noqa: E402
+from srconvnet_plugin.measure.benchmark_helpers import (describe_machine, lr_size, machine_info,
+                                                         ort_session as session, time_alternately)
 
 FIXED_SIZE = ('executorch', 'litert', 'ncnn')  # targets exported at one input size
 SUFFIX = {'portable': '.onnx', 'onnxruntime-cpu': '.onnx', 'executorch': '.pte', 'litert': '.tflite', 'ncnn': '.param'}

@@ -40,20 +40,8 @@ from srconvnet.archs.srconvnet_arch import SRConvNet
 from srconvnet.atomic_write import atomic_write
 from srconvnet.export import export
 from srconvnet_plugin.measure.benchmark_helpers import (OUT_SIZE, describe_machine, lr_size, machine_info,
-                                                         print_operator_table, time_alternately)
-
-
-def session(path, threads, spinning=False, profile_prefix=None):
-    """An ONNX Runtime CPU session on ``path`` with the settings the table is measured with."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry('session.intra_op.allow_spinning', '1' if spinning else '0')
-    if profile_prefix:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+                                                         ort_session as session, print_operator_table,
+                                                         time_alternately)
 
 
 def ort_breakdown(path, threads, feed, top, folder):

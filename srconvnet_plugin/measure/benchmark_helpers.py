@@ -158,6 +158,21 @@ def time_alternately(runs, repeats, warmup=1, clock=time.perf_counter):
     return times
 
 
+def ort_session(path, threads, spinning=False, profile_prefix=None):
+    """An ONNX Runtime CPU session on ``path`` with the settings the table is measured with."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry('session.intra_op.allow_spinning', '1' if spinning else '0')
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
 def markdown_table(columns, rows, head=True):
     """A Markdown table (lines joined by newlines, no trailing one) of ``rows`` (sequences of cells, formatted with
     ``str``) under the header ``columns``; ``head=False``: the rows only."""
