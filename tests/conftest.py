@@ -1,4 +1,5 @@
 """Shared fixtures: the reference tensors in tests/data/golden and small real images from scikit-image."""
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,24 @@ import srconvnet_plugin  # noqa: F401  (applies the basicsr compatibility shims 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_DIR = REPO_ROOT / 'tests' / 'data' / 'golden'
+
+
+def load_script(name):
+    """``scripts/<name>.py`` as a module (the scripts import only the packages, never each other)."""
+    spec = importlib.util.spec_from_file_location(f'scripts_{name}', REPO_ROOT / 'scripts' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script_main(name, argv):
+    """``scripts/<name>.py``'s ``main(argv)`` in this process; torch's thread count is restored afterwards."""
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        return load_script(name).main(argv)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='session')

@@ -1,28 +1,19 @@
 """scripts/benchmark_export.py runs end to end on a tiny network and size and reports what it claims (no timing
 asserted): the two quickest targets to export, the portable ONNX graph and NCNN (when installed)."""
-import importlib
 import importlib.util
 import json
-import sys
 
 import pytest
-import torch
 
-from conftest import REPO_ROOT
+from conftest import run_script_main
 
 
 def test_benchmark_export_reports_every_target_asked(tmp_path, capsys):
     targets = ['portable'] + (['ncnn'] if importlib.util.find_spec('ncnn') and importlib.util.find_spec('pnnx') else [])
-    sys.path.insert(0, str(REPO_ROOT / 'scripts'))
-    threads = torch.get_num_threads()
     out = tmp_path / 'bench.json'
-    try:
-        bench = importlib.import_module('benchmark_export')
-        bench.main(['--size', '16x20', '--scale', '3', '--num-feat', '16', '--num-block', '1', '--runs', '2',
-                    '--threads', '1', '--cpu-time', '--json', str(out), '--targets', *targets])
-    finally:
-        torch.set_num_threads(threads)
-        sys.path.remove(str(REPO_ROOT / 'scripts'))
+    run_script_main('benchmark_export', [
+        '--size', '16x20', '--scale', '3', '--num-feat', '16', '--num-block', '1', '--runs', '2', '--threads', '1',
+        '--cpu-time', '--json', str(out), '--targets', *targets])
     report = json.loads(out.read_text())
     assert report['lr_size'] == [16, 20] and report['machine']['threads'] == 1
     assert [row['target'] for row in report['results']] == targets

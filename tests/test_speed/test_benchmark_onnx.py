@@ -1,27 +1,17 @@
 """scripts/benchmark_onnx.py runs end to end on a tiny size and reports what it claims (no timing asserted)."""
-import importlib
 import json
-import sys
 
 import pytest
-import torch
 
-from conftest import REPO_ROOT
+from conftest import run_script_main
 
 pytestmark = pytest.mark.slow
 
 
 def test_benchmark_onnx_reports_both_paths(tmp_path, capsys):
-    sys.path.insert(0, str(REPO_ROOT / 'scripts'))
-    threads = torch.get_num_threads()
     out = tmp_path / 'bench.json'
-    try:
-        bench = importlib.import_module('benchmark_onnx')
-        bench.main(['--out-size', '24', '35', '--scales', '3', '--runs', '2', '--threads', '1', '--cpu-time',
-                    '--ops', '3', '--target', 'onnxruntime-cpu', '--json', str(out)])
-    finally:
-        torch.set_num_threads(threads)
-        sys.path.remove(str(REPO_ROOT / 'scripts'))
+    run_script_main('benchmark_onnx', ['--out-size', '24', '35', '--scales', '3', '--runs', '2', '--threads', '1',
+                                       '--cpu-time', '--ops', '3', '--target', 'onnxruntime-cpu', '--json', str(out)])
     report = json.loads(out.read_text())
     (row, ) = report['results']
     assert row['scale'] == 3 and row['lr_size'] == [8, 12]

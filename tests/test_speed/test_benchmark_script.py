@@ -1,21 +1,15 @@
 """scripts/benchmark_speed.py runs end to end and reports what it claims (correctness only: no timing asserted)."""
-import importlib
 import json
-import sys
 
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import load_script
 
 
 @pytest.fixture(scope='module')
 def bench():
-    sys.path.insert(0, str(REPO_ROOT / 'scripts'))
-    try:
-        yield importlib.import_module('benchmark_speed')
-    finally:
-        sys.path.remove(str(REPO_ROOT / 'scripts'))
+    return load_script('benchmark_speed')
 
 
 @pytest.mark.slow
