@@ -71,3 +71,16 @@ def exported_fixture(target, suffix):
         return model, export_quietly(model, tmp_path_factory.mktemp(target) / f'{request.param}{suffix}', target)
 
     return exported
+
+
+def check_fixed_size_refusals(tmp_path, target, suffix):
+    """A target that needs ``--input-size`` refuses without it, and refuses to replace an existing file without
+    ``overwrite``, both before any export (the existing file is kept as it was)."""
+    from srconvnet.export import ExportError, export
+    model = network('x3')
+    with pytest.raises(ExportError, match='needs --input-size HxW'):
+        export(model, tmp_path / f'a{suffix}', target)
+    (tmp_path / f'b{suffix}').write_bytes(b'kept')
+    with pytest.raises(FileExistsError, match='--overwrite'):
+        export(model, tmp_path / f'b{suffix}', target, input_size=INPUT_SIZE)
+    assert (tmp_path / f'b{suffix}').read_bytes() == b'kept'

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from export_runtimes import INPUT_SIZE, exported_fixture, network, photo, pytorch_output
-from srconvnet.export import ExportError, export
+from export_runtimes import INPUT_SIZE, check_fixed_size_refusals, exported_fixture, photo, pytorch_output
 
 runtime = pytest.importorskip('executorch.runtime', reason="the executorch extra is not installed "
                               "(pip install 'srconvnet-plugin[executorch]')")
@@ -26,10 +25,4 @@ def test_executorch_runtime_matches_pytorch(exported):
 
 
 def test_executorch_refusals_come_before_the_export(tmp_path):
-    model = network('x3')
-    with pytest.raises(ExportError, match='needs --input-size HxW'):
-        export(model, tmp_path / 'a.pte', 'executorch')
-    (tmp_path / 'b.pte').write_bytes(b'kept')
-    with pytest.raises(FileExistsError, match='--overwrite'):
-        export(model, tmp_path / 'b.pte', 'executorch', input_size=INPUT_SIZE)
-    assert (tmp_path / 'b.pte').read_bytes() == b'kept'
+    check_fixed_size_refusals(tmp_path, 'executorch', '.pte')

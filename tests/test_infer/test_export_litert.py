@@ -3,8 +3,7 @@ target and input size in the flatbuffer's metadata; refusals before any export."
 import numpy as np
 import pytest
 
-from export_runtimes import INPUT_SIZE, exported_fixture, network, photo, pytorch_output
-from srconvnet.export import ExportError, export
+from export_runtimes import INPUT_SIZE, check_fixed_size_refusals, exported_fixture, photo, pytorch_output
 from srconvnet.export.common import INPUT_SIZE_KEY, SCALE_KEY, TARGET_KEY
 
 interpreter = pytest.importorskip('ai_edge_litert.interpreter', reason="the litert extra is not installed "
@@ -31,10 +30,4 @@ def test_litert_interpreter_matches_pytorch(exported):
 
 
 def test_litert_refusals_come_before_the_export(tmp_path):
-    model = network('x3')
-    with pytest.raises(ExportError, match='needs --input-size HxW'):
-        export(model, tmp_path / 'a.tflite', 'litert')
-    (tmp_path / 'b.tflite').write_bytes(b'kept')
-    with pytest.raises(FileExistsError, match='--overwrite'):
-        export(model, tmp_path / 'b.tflite', 'litert', input_size=INPUT_SIZE)
-    assert (tmp_path / 'b.tflite').read_bytes() == b'kept'
+    check_fixed_size_refusals(tmp_path, 'litert', '.tflite')
